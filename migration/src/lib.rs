@@ -1,0 +1,15 @@
+//! Migrations for PostgreSQL and SQLite. On PostgreSQL the connection's
+//! search_path selects the schema, so every statement here is schema-agnostic.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261128_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261128_000001_create_tables::Migration)]
+    }
+}

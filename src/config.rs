@@ -1,0 +1,537 @@
+//! Settings: `config/default.toml`, then `config/{environment}.toml`, then
+//! `SYNC_HOSTAWAY__SECTION__KEY` environment variables. Loading validates every
+//! value and fails with a message that names the offending key.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SYNC_HOSTAWAY";
+/// Environment variable that picks the environment file.
+pub const ENV_SELECTOR: &str = "SYNC_HOSTAWAY_ENV";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("unknown environment `{0}` (expected development, test or production)")]
+    UnknownEnvironment(String),
+    #[error("config directory `{0}` does not contain default.toml")]
+    MissingDefaults(PathBuf),
+}
+
+/// Which environment file is layered over the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+
+    /// Reads `SYNC_HOSTAWAY_ENV`; `development` when unset.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        match std::env::var(ENV_SELECTOR) {
+            Ok(value) if !value.trim().is_empty() => value.parse(),
+            _ => Ok(Environment::Development),
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ConfigError;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "production" | "prod" => Ok(Environment::Production),
+            other => Err(ConfigError::UnknownEnvironment(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A secret read from config. Prints as `[REDACTED]`; empty means "not set".
+#[derive(Clone, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(SecretString::from(value.into()))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+    pub fn is_set(&self) -> bool {
+        !self.expose().is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_set() {
+            f.write_str("[REDACTED]")
+        } else {
+            f.write_str("[unset]")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip, default = "default_env")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub hostaway: HostawaySettings,
+    pub webhooks: WebhookSettings,
+    pub admin: AdminSettings,
+    pub sync: SyncSettings,
+    pub security: SecuritySettings,
+    pub telemetry: TelemetrySettings,
+    pub actors: ActorSettings,
+    pub faults: FaultSettings,
+}
+
+fn default_env() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub body_limit_bytes: usize,
+    pub workers: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: Secret,
+    pub schema: String,
+    pub max_connections: u32,
+    pub connect_timeout_secs: u64,
+    pub auto_migrate: bool,
+    pub sqlite_synchronous: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_seconds: f64,
+}
+
+impl RateLimit {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.per_seconds)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_ip: RateLimit,
+    pub per_account: RateLimit,
+    pub safety_margin_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostawaySettings {
+    pub base_url: String,
+    pub request_timeout_secs: f64,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub concurrency: usize,
+    pub page_size: u32,
+    pub token_ready_delay_ms: u64,
+    pub token_refresh_margin_secs: u64,
+    pub rate_limit: RateLimitSettings,
+}
+
+impl HostawaySettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.request_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    pub username: String,
+    pub password: Secret,
+    pub public_base_url: String,
+    pub max_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub retention_days: u32,
+    pub ingest_batch_max: usize,
+    pub apply_batch_max: usize,
+    pub registration_retry_base_ms: u64,
+    pub registration_retry_max_ms: u64,
+    pub credential_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub api_token: Secret,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    pub reconcile_interval_secs: u64,
+    pub jitter_ratio: f64,
+    pub scheduler_tick_ms: u64,
+    pub overlap_secs: u64,
+    pub sync_on_create: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecuritySettings {
+    pub encryption_key: Secret,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
+    pub service_name: String,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub sampling_ratio: f64,
+    pub export_queue_size: usize,
+    pub export_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSettings {
+    pub max_restarts: u32,
+    pub restart_window_secs: u64,
+    pub restart_backoff_ms: u64,
+    pub restart_backoff_max_ms: u64,
+    pub shutdown_timeout_secs: u64,
+    pub account_arbiters: usize,
+}
+
+/// Deliberate failures for the fault suite. All lists are empty in every shipped
+/// config; production refuses to start when any is set.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSettings {
+    /// Applying a webhook for one of these reservation ids panics.
+    pub panic_on_reservation_ids: Vec<i64>,
+    /// Applying a webhook for one of these reservation ids returns an error.
+    pub fail_on_reservation_ids: Vec<i64>,
+    /// A sync of one of these accounts panics inside the AccountActor.
+    pub panic_on_sync_accounts: Vec<i64>,
+}
+
+impl FaultSettings {
+    pub fn any(&self) -> bool {
+        !(self.panic_on_reservation_ids.is_empty()
+            && self.fail_on_reservation_ids.is_empty()
+            && self.panic_on_sync_accounts.is_empty())
+    }
+}
+
+/// Where settings come from. `Settings::load` uses the process environment;
+/// tests pass their own variables and overrides.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub config_dir: Option<PathBuf>,
+    pub environment: Option<Environment>,
+    /// Replaces the process environment when set (tests).
+    pub env_vars: Option<HashMap<String, String>>,
+    /// `("section.key", "value")` pairs applied last.
+    pub overrides: Vec<(String, String)>,
+}
+
+impl Settings {
+    /// Loads settings for the process: `SYNC_HOSTAWAY_ENV`, env overrides, and
+    /// the config directory (default `./config`).
+    pub fn load(config_dir: Option<&Path>) -> Result<Settings, ConfigError> {
+        Settings::load_with(LoadOptions {
+            config_dir: config_dir.map(Path::to_path_buf),
+            ..LoadOptions::default()
+        })
+    }
+
+    pub fn load_with(options: LoadOptions) -> Result<Settings, ConfigError> {
+        let dir = options
+            .config_dir
+            .clone()
+            .unwrap_or_else(default_config_dir);
+        let default_file = dir.join("default.toml");
+        if !default_file.is_file() {
+            return Err(ConfigError::MissingDefaults(dir));
+        }
+        let environment = match options.environment {
+            Some(env) => env,
+            None => match &options.env_vars {
+                Some(vars) => match vars.get(ENV_SELECTOR) {
+                    Some(v) if !v.trim().is_empty() => v.parse()?,
+                    _ => Environment::Development,
+                },
+                None => Environment::from_process_env()?,
+            },
+        };
+        let mut env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("faults.panic_on_reservation_ids")
+            .with_list_parse_key("faults.fail_on_reservation_ids")
+            .with_list_parse_key("faults.panic_on_sync_accounts");
+        if let Some(vars) = options.env_vars.clone() {
+            env_source = env_source.source(Some(vars.into_iter().collect()));
+        }
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(default_file))
+            .add_source(
+                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
+                    .required(false),
+            )
+            .add_source(env_source);
+        for (key, value) in &options.overrides {
+            builder = builder.set_override(key.as_str(), value.as_str())?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: ranges, URLs, and production rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                message: message.into(),
+            }
+        }
+        if self.server.host.trim().is_empty() {
+            return Err(invalid("server.host", "must not be empty"));
+        }
+        if self.server.body_limit_bytes < 1024 {
+            return Err(invalid("server.body_limit_bytes", "must be at least 1024"));
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if !is_identifier(&self.database.schema) {
+            return Err(invalid(
+                "database.schema",
+                "must be a plain identifier (letters, digits, underscore)",
+            ));
+        }
+        if !matches!(
+            self.database.sqlite_synchronous.as_str(),
+            "off" | "normal" | "full" | "extra"
+        ) {
+            return Err(invalid(
+                "database.sqlite_synchronous",
+                "must be one of off, normal, full, extra",
+            ));
+        }
+        if url::Url::parse(&self.hostaway.base_url).is_err() {
+            return Err(invalid("hostaway.base_url", "must be an absolute URL"));
+        }
+        if self.hostaway.max_attempts == 0 {
+            return Err(invalid("hostaway.max_attempts", "must be at least 1"));
+        }
+        if self.hostaway.concurrency == 0 {
+            return Err(invalid("hostaway.concurrency", "must be at least 1"));
+        }
+        if self.hostaway.page_size == 0 {
+            return Err(invalid("hostaway.page_size", "must be at least 1"));
+        }
+        if self.hostaway.request_timeout_secs <= 0.0 {
+            return Err(invalid("hostaway.request_timeout_secs", "must be positive"));
+        }
+        for (key, limit) in [
+            (
+                "hostaway.rate_limit.per_ip",
+                self.hostaway.rate_limit.per_ip,
+            ),
+            (
+                "hostaway.rate_limit.per_account",
+                self.hostaway.rate_limit.per_account,
+            ),
+        ] {
+            if limit.requests == 0 || limit.per_seconds <= 0.0 {
+                return Err(invalid(key, "requests and per_seconds must be positive"));
+            }
+        }
+        if self.webhooks.username.is_empty() == self.webhooks.password.is_set() {
+            return Err(invalid(
+                "webhooks.password",
+                "webhooks.username and webhooks.password must be set together",
+            ));
+        }
+        if self.webhooks.max_attempts == 0 {
+            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
+        }
+        if self.webhooks.ingest_batch_max == 0 || self.webhooks.apply_batch_max == 0 {
+            return Err(invalid(
+                "webhooks.ingest_batch_max",
+                "batch sizes must be at least 1",
+            ));
+        }
+        if !self.webhooks.public_base_url.is_empty()
+            && url::Url::parse(&self.webhooks.public_base_url).is_err()
+        {
+            return Err(invalid(
+                "webhooks.public_base_url",
+                "must be an absolute URL or empty",
+            ));
+        }
+        if self.sync.reconcile_interval_secs == 0 {
+            return Err(invalid(
+                "sync.reconcile_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.sync.jitter_ratio) {
+            return Err(invalid("sync.jitter_ratio", "must be between 0 and 1"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
+            return Err(invalid(
+                "telemetry.sampling_ratio",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(invalid("telemetry.service_name", "must not be empty"));
+        }
+        if !self.telemetry.otlp_endpoint.is_empty()
+            && url::Url::parse(&self.telemetry.otlp_endpoint).is_err()
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint",
+                "must be an absolute URL or empty",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
+            return Err(invalid("telemetry.log_filter", "is not a valid filter"));
+        }
+        if self.actors.max_restarts == 0 {
+            return Err(invalid("actors.max_restarts", "must be at least 1"));
+        }
+        if self.environment == Environment::Production {
+            if !self.security.encryption_key.is_set() {
+                return Err(invalid(
+                    "security.encryption_key",
+                    "is required in production (32 bytes, base64)",
+                ));
+            }
+            if !self.admin.api_token.is_set() {
+                return Err(invalid("admin.api_token", "is required in production"));
+            }
+            if self.faults.any() {
+                return Err(invalid(
+                    "faults",
+                    "fault injection is refused in production",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database.url.expose().starts_with("sqlite:")
+    }
+}
+
+fn default_config_dir() -> PathBuf {
+    PathBuf::from("config")
+}
+
+fn is_identifier(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 63
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !value.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "[REDACTED]");
+        assert_eq!(format!("{:?}", Secret::default()), "[unset]");
+    }
+
+    #[test]
+    fn identifiers() {
+        assert!(is_identifier("hostaway"));
+        assert!(is_identifier("it_abc_123"));
+        assert!(!is_identifier("1abc"));
+        assert!(!is_identifier("a-b"));
+        assert!(!is_identifier("a; drop"));
+    }
+}

@@ -1,0 +1,154 @@
+//! Tolerant reading of Hostaway JSON: ids as numbers or strings, booleans as
+//! 0/1 or true/false, and `"YYYY-MM-DD HH:MM:SS"` date-times in UTC. Used on
+//! raw `serde_json::Value`s (the raw JSON is what gets stored) and, through
+//! the `de` module, in typed structs.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde_json::Value;
+
+/// The value at `key`, treating JSON null as absent.
+pub fn field<'a>(object: &'a Value, key: &str) -> Option<&'a Value> {
+    object.get(key).filter(|v| !v.is_null())
+}
+
+/// A positive-or-zero integer id from a JSON number or a numeric string.
+pub fn id(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+}
+
+pub fn id_field(object: &Value, key: &str) -> Option<i64> {
+    field(object, key).and_then(id)
+}
+
+/// 0/1, true/false, "0"/"1", "true"/"false".
+pub fn boolish(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => n.as_i64().map(|i| i != 0),
+        Value::String(s) => match s.trim() {
+            "1" | "true" | "TRUE" | "True" => Some(true),
+            "0" | "false" | "FALSE" | "False" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Hostaway's naive `"YYYY-MM-DD HH:MM:SS"` read as UTC; RFC 3339 and plain
+/// dates (midnight UTC) are accepted too.
+pub fn datetime(value: &Value) -> Option<DateTime<Utc>> {
+    let text = value.as_str()?.trim();
+    if let Ok(naive) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S") {
+        return Some(naive.and_utc());
+    }
+    if let Ok(naive) = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f") {
+        return Some(naive.and_utc());
+    }
+    if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+        return Some(parsed.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|n| n.and_utc())
+}
+
+pub fn datetime_field(object: &Value, key: &str) -> Option<DateTime<Utc>> {
+    field(object, key).and_then(datetime)
+}
+
+pub fn date(value: &Value) -> Option<NaiveDate> {
+    let text = value.as_str()?.trim();
+    NaiveDate::parse_from_str(text.get(..10).unwrap_or(text), "%Y-%m-%d").ok()
+}
+
+pub fn date_field(object: &Value, key: &str) -> Option<NaiveDate> {
+    field(object, key).and_then(date)
+}
+
+pub fn string_field(object: &Value, key: &str) -> Option<String> {
+    match field(object, key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Formats a time the way Hostaway writes it.
+pub fn format_datetime(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// serde helpers for typed structs.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn id<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let value = Value::deserialize(d)?;
+        super::id(&value)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected an id, got {value}")))
+    }
+
+    pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let value = Value::deserialize(d)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        super::id(&value)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("expected an id, got {value}")))
+    }
+
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(super::boolish(&value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_from_numbers_and_strings() {
+        assert_eq!(id(&json!(51234567)), Some(51234567));
+        assert_eq!(id(&json!("51234567")), Some(51234567));
+        assert_eq!(id(&json!(12.0)), Some(12));
+        assert_eq!(id(&json!("abc")), None);
+        assert_eq!(id(&json!(null)), None);
+        assert_eq!(id(&json!(1.5)), None);
+    }
+
+    #[test]
+    fn booleans() {
+        assert_eq!(boolish(&json!(1)), Some(true));
+        assert_eq!(boolish(&json!(0)), Some(false));
+        assert_eq!(boolish(&json!(true)), Some(true));
+        assert_eq!(boolish(&json!("1")), Some(true));
+        assert_eq!(boolish(&json!(null)), None);
+    }
+
+    #[test]
+    fn datetimes_are_utc() {
+        let t = datetime(&json!("2025-06-14 09:45:30")).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-06-14T09:45:30+00:00");
+        assert_eq!(format_datetime(t), "2025-06-14 09:45:30");
+        assert!(datetime(&json!("2025-06-14T09:45:30Z")).is_some());
+        assert!(datetime(&json!("2025-06-14")).is_some());
+        assert!(datetime(&json!("yesterday")).is_none());
+        assert_eq!(
+            date(&json!("2025-07-03")),
+            NaiveDate::from_ymd_opt(2025, 7, 3)
+        );
+    }
+}

@@ -1,0 +1,33 @@
+//! `/health` (the process is alive), `/ready` (it can do its work), `/metrics`.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::app::AppContext;
+
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+#[get("/ready")]
+pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
+    let checks = ctx.readiness(Duration::from_secs(2)).await;
+    let ok = checks.values().all(|v| v == "ok");
+    let body = json!({ "status": if ok { "ready" } else { "not ready" }, "checks": checks });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[get("/metrics")]
+pub async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
+    ctx.refresh_gauges().await;
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(ctx.metrics.render())
+}

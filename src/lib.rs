@@ -1,0 +1,22 @@
+//! sync-hostaway: a SQL mirror of Hostaway accounts kept fresh by webhooks and
+//! reconciliation syncs. `app::Application` is the composition root; the binary
+//! and the tests start the same code.
+
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod hostaway;
+pub mod http;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;
+
+/// Installs rustls' ring crypto provider for every HTTPS client in the
+/// process (Hostaway API, OTLP export). Idempotent.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when another provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}

@@ -1,0 +1,227 @@
+//! Prometheus metrics. One `Metrics` per running service (tests start several in
+//! one process), exposed at `/metrics`. Labels are bounded: event names fold
+//! unknown ones into `other`, endpoints are route templates, never ids.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const SYNC_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub webhooks_received: IntCounterVec,
+    pub webhook_apply_latency: HistogramVec,
+    pub webhook_events_applied: IntCounterVec,
+    pub webhook_apply_failures: IntCounterVec,
+    pub webhook_dead_letters: IntCounter,
+    pub webhook_duplicates: IntCounter,
+    pub webhook_ignored: IntCounterVec,
+    pub inbox_events: IntGaugeVec,
+    pub actor_restarts: IntCounterVec,
+    pub accounts_degraded: IntGauge,
+    pub accounts_active: IntGauge,
+    pub sync_runs: IntCounterVec,
+    pub sync_duration: HistogramVec,
+    pub sync_records: IntCounterVec,
+    pub hostaway_requests: IntCounterVec,
+    pub hostaway_latency: HistogramVec,
+    pub hostaway_rate_limited: IntCounter,
+    pub hostaway_retries: IntCounterVec,
+    pub hostaway_token_refreshes: IntCounter,
+    pub db_operation_duration: HistogramVec,
+    pub webhook_registrations: IntCounterVec,
+    pub inbox_pruned: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric;
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric names are unique and valid (fixed at compile time)");
+                metric
+            }};
+        }
+        fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+            IntCounterVec::new(Opts::new(name, help), labels)
+                .expect("static metric definition is valid")
+        }
+        fn histogram_vec(name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+            HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )
+            .expect("static metric definition is valid")
+        }
+        fn counter(name: &str, help: &str) -> IntCounter {
+            IntCounter::new(name, help).expect("static metric definition is valid")
+        }
+        fn gauge(name: &str, help: &str) -> IntGauge {
+            IntGauge::new(name, help).expect("static metric definition is valid")
+        }
+
+        Metrics {
+            webhooks_received: register!(counter_vec(
+                "sync_hostaway_webhooks_received_total",
+                "Webhook deliveries by event and HTTP response status",
+                &["event", "status"]
+            )),
+            webhook_apply_latency: register!(histogram_vec(
+                "sync_hostaway_webhook_received_to_applied_seconds",
+                "Time from inbox append to the event's write being committed",
+                &["event"],
+                LATENCY_BUCKETS
+            )),
+            webhook_events_applied: register!(counter_vec(
+                "sync_hostaway_webhook_events_applied_total",
+                "Inbox events applied to the mirror",
+                &["event"]
+            )),
+            webhook_apply_failures: register!(counter_vec(
+                "sync_hostaway_webhook_apply_failures_total",
+                "Failed attempts to apply an inbox event (each attempt counts)",
+                &["event"]
+            )),
+            webhook_dead_letters: register!(counter(
+                "sync_hostaway_webhook_dead_letters_total",
+                "Inbox events that exhausted their attempts and were dead-lettered"
+            )),
+            webhook_duplicates: register!(counter(
+                "sync_hostaway_webhook_duplicates_total",
+                "Redelivered webhooks recognised by their dedupe key"
+            )),
+            webhook_ignored: register!(counter_vec(
+                "sync_hostaway_webhook_ignored_total",
+                "Webhooks stored as ignored (unknown event type or ignored by the account)",
+                &["reason"]
+            )),
+            inbox_events: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sync_hostaway_inbox_events",
+                        "Inbox rows by status (pending, failed), read at scrape time"
+                    ),
+                    &["status"]
+                )
+                .expect("static metric definition is valid")
+            ),
+            actor_restarts: register!(counter_vec(
+                "sync_hostaway_actor_restarts_total",
+                "Supervisor restarts by actor kind",
+                &["actor"]
+            )),
+            accounts_degraded: register!(gauge(
+                "sync_hostaway_accounts_degraded",
+                "Accounts whose actor exceeded its restart limit"
+            )),
+            accounts_active: register!(gauge(
+                "sync_hostaway_accounts_active",
+                "Active accounts with a running AccountActor"
+            )),
+            sync_runs: register!(counter_vec(
+                "sync_hostaway_sync_runs_total",
+                "Sync runs by mode and outcome",
+                &["mode", "outcome"]
+            )),
+            sync_duration: register!(histogram_vec(
+                "sync_hostaway_sync_duration_seconds",
+                "Wall time of a sync run",
+                &["mode"],
+                SYNC_BUCKETS
+            )),
+            sync_records: register!(counter_vec(
+                "sync_hostaway_sync_records_total",
+                "Records fetched by sync runs, by entity",
+                &["entity"]
+            )),
+            hostaway_requests: register!(counter_vec(
+                "sync_hostaway_hostaway_requests_total",
+                "Hostaway API requests by endpoint and status (`error` for no response)",
+                &["endpoint", "status"]
+            )),
+            hostaway_latency: register!(histogram_vec(
+                "sync_hostaway_hostaway_request_duration_seconds",
+                "Hostaway API request latency by endpoint",
+                &["endpoint"],
+                LATENCY_BUCKETS
+            )),
+            hostaway_rate_limited: register!(counter(
+                "sync_hostaway_hostaway_rate_limited_total",
+                "HTTP 429 answers from Hostaway"
+            )),
+            hostaway_retries: register!(counter_vec(
+                "sync_hostaway_hostaway_retries_total",
+                "Hostaway requests retried, by reason",
+                &["reason"]
+            )),
+            hostaway_token_refreshes: register!(counter(
+                "sync_hostaway_hostaway_token_refreshes_total",
+                "Access tokens fetched from Hostaway"
+            )),
+            db_operation_duration: register!(histogram_vec(
+                "sync_hostaway_db_operation_duration_seconds",
+                "Database operation latency by operation",
+                &["operation"],
+                LATENCY_BUCKETS
+            )),
+            webhook_registrations: register!(counter_vec(
+                "sync_hostaway_webhook_registrations_total",
+                "Webhook subscription operations at Hostaway by operation and outcome",
+                &["operation", "outcome"]
+            )),
+            inbox_pruned: register!(counter(
+                "sync_hostaway_inbox_pruned_total",
+                "Processed inbox rows removed after the retention period"
+            )),
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(err) = encoder.encode(&self.registry.gather(), &mut buffer) {
+            tracing::error!(error = %err, "failed to encode metrics");
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Times a database operation into `db_operation_duration`.
+    pub fn db_timer(&self, operation: &str) -> prometheus::HistogramTimer {
+        self.db_operation_duration
+            .with_label_values(&[operation])
+            .start_timer()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Event label for metrics: known event names as they are, anything else `other`.
+pub fn event_label(event: &str) -> &'static str {
+    match event {
+        "reservation.created" => "reservation.created",
+        "reservation.updated" => "reservation.updated",
+        "reservation.cancelled" => "reservation.cancelled",
+        "message.received" => "message.received",
+        "message.created" => "message.created",
+        "listing.created" => "listing.created",
+        "listing.updated" => "listing.updated",
+        "listing.deleted" => "listing.deleted",
+        _ => "other",
+    }
+}

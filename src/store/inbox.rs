@@ -1,0 +1,411 @@
+//! The webhook inbox (`webhook_events`): appended before a delivery is
+//! acknowledged, drained in id order by each account's actor, retried with
+//! backoff, dead-lettered after the last attempt, replayable, pruned.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{MAX_ROWS_PER_STATEMENT, Sql};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    Pending,
+    Processed,
+    Failed,
+    Ignored,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Processed => "processed",
+            EventStatus::Failed => "failed",
+            EventStatus::Ignored => "ignored",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "pending" => Some(EventStatus::Pending),
+            "processed" => Some(EventStatus::Processed),
+            "failed" => Some(EventStatus::Failed),
+            "ignored" => Some(EventStatus::Ignored),
+            _ => None,
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub account_id: i64,
+    pub event_type: String,
+    pub object_type: Option<String>,
+    pub dedupe_key: String,
+    pub payload: Value,
+    /// `Pending` for events to apply, `Ignored` for events kept only for the record.
+    pub status: EventStatus,
+    pub traceparent: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    Stored(i64),
+    Duplicate,
+}
+
+/// An inbox row as the AccountActor needs it.
+#[derive(Debug, Clone)]
+pub struct InboxRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub event_type: String,
+    pub payload: Value,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub traceparent: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// An inbox row for the admin API (the payload included).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub account_id: i64,
+    pub event_type: String,
+    pub object_type: Option<String>,
+    pub status: String,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub traceparent: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub processed_at: Option<DateTime<Utc>>,
+    pub payload: Value,
+}
+
+/// Appends events in one statement per chunk. An event whose
+/// (account, dedupe key) is already stored, or appears earlier in the same
+/// batch, is a duplicate. Results are in input order.
+pub async fn append<C: ConnectionTrait>(
+    conn: &C,
+    events: &[NewEvent],
+) -> Result<Vec<Appended>, DbErr> {
+    let mut results = Vec::with_capacity(events.len());
+    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push(
+            "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, payload, \
+             status, attempts, traceparent, received_at) VALUES ",
+        );
+        for (i, event) in chunk.iter().enumerate() {
+            sql.push(if i == 0 { "(" } else { ", (" })
+                .bind(event.account_id)
+                .push(", ")
+                .bind(event.event_type.clone())
+                .push(", ")
+                .bind(event.object_type.clone())
+                .push(", ")
+                .bind(event.dedupe_key.clone())
+                .push(", ")
+                .bind(event.payload.clone())
+                .push(", ")
+                .bind(event.status.as_str())
+                .push(", 0, ")
+                .bind(event.traceparent.clone())
+                .push(", ")
+                .bind(event.received_at)
+                .push(")");
+        }
+        sql.push(
+            " ON CONFLICT (account_id, dedupe_key) DO NOTHING RETURNING id, account_id, dedupe_key",
+        );
+        let mut stored: HashMap<(i64, String), i64> = HashMap::new();
+        for row in conn.query_all_raw(sql.build()).await? {
+            let id: i64 = row.try_get_by_index(0)?;
+            let account_id: i64 = row.try_get_by_index(1)?;
+            let key: String = row.try_get_by_index(2)?;
+            stored.insert((account_id, key), id);
+        }
+        for event in chunk {
+            match stored.remove(&(event.account_id, event.dedupe_key.clone())) {
+                Some(id) => results.push(Appended::Stored(id)),
+                None => results.push(Appended::Duplicate),
+            }
+        }
+    }
+    Ok(results)
+}
+
+const ROW_COLUMNS: &str =
+    "id, account_id, event_type, payload, attempts, next_attempt_at, traceparent, received_at";
+
+fn inbox_row(row: &QueryResult) -> Result<InboxRow, DbErr> {
+    Ok(InboxRow {
+        id: row.try_get_by_index(0)?,
+        account_id: row.try_get_by_index(1)?,
+        event_type: row.try_get_by_index(2)?,
+        payload: row.try_get_by_index(3)?,
+        attempts: row.try_get_by_index(4)?,
+        next_attempt_at: row.try_get_by_index(5)?,
+        traceparent: row.try_get_by_index(6)?,
+        received_at: row.try_get_by_index(7)?,
+    })
+}
+
+/// Pending rows of an account with id above `after_id`, oldest first.
+pub async fn pending_for_account<C: ConnectionTrait>(
+    conn: &C,
+    account_id: i64,
+    after_id: i64,
+    limit: u64,
+) -> Result<Vec<InboxRow>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!(
+        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE account_id = "
+    ))
+    .bind(account_id)
+    .push(" AND status = 'pending' AND id > ")
+    .bind(after_id)
+    .push(" ORDER BY id LIMIT ")
+    .bind(limit as i64);
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+}
+
+/// Pending rows by id (for re-queued events).
+pub async fn rows_by_id<C: ConnectionTrait>(conn: &C, ids: &[i64]) -> Result<Vec<InboxRow>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(&format!(
+        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE status = 'pending' AND id IN "
+    ))
+    .bind_list(ids.iter().copied())
+    .push(" ORDER BY id");
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+}
+
+/// The highest inbox id of an account (any status), 0 when it has none.
+pub async fn max_id_for_account<C: ConnectionTrait>(
+    conn: &C,
+    account_id: i64,
+) -> Result<i64, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT MAX(id) FROM webhook_events WHERE account_id = ")
+        .bind(account_id);
+    let row = conn.query_one_raw(sql.build()).await?;
+    Ok(row
+        .map(|r| r.try_get_by_index::<Option<i64>>(0))
+        .transpose()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// Accounts that have pending rows (re-dispatched at start).
+pub async fn accounts_with_pending<C: ConnectionTrait>(conn: &C) -> Result<Vec<i64>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT DISTINCT account_id FROM webhook_events WHERE status = 'pending' ORDER BY account_id");
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index(0))
+        .collect()
+}
+
+/// Marks rows applied.
+pub async fn mark_processed<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push("UPDATE webhook_events SET status = 'processed', processed_at = ")
+            .bind(now)
+            .push(", last_error = NULL WHERE id IN ")
+            .bind_list(chunk.iter().copied());
+        conn.execute_raw(sql.build()).await?;
+    }
+    Ok(())
+}
+
+/// Records a failed attempt: the row stays pending until `retry_at`, or is
+/// dead-lettered (`failed`) when `retry_at` is `None`.
+pub async fn record_failure<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    attempts: i32,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let status = if retry_at.is_some() {
+        EventStatus::Pending
+    } else {
+        EventStatus::Failed
+    };
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("UPDATE webhook_events SET status = ")
+        .bind(status.as_str())
+        .push(", attempts = ")
+        .bind(attempts)
+        .push(", last_error = ")
+        .bind(truncate(error, 2000))
+        .push(", next_attempt_at = ")
+        .bind(retry_at)
+        .push(" WHERE id = ")
+        .bind(id);
+    conn.execute_raw(sql.build()).await?;
+    Ok(())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Filter for the admin listing.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub account_id: Option<i64>,
+    pub status: Option<EventStatus>,
+    pub limit: u64,
+}
+
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    filter: &EventFilter,
+) -> Result<Vec<EventRecord>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(
+        "SELECT id, account_id, event_type, object_type, status, attempts, next_attempt_at, \
+         last_error, traceparent, received_at, processed_at, payload FROM webhook_events WHERE 1 = 1",
+    );
+    if let Some(account_id) = filter.account_id {
+        sql.push(" AND account_id = ").bind(account_id);
+    }
+    if let Some(status) = filter.status {
+        sql.push(" AND status = ").bind(status.as_str());
+    }
+    sql.push(" ORDER BY id DESC LIMIT ")
+        .bind(filter.limit as i64);
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(EventRecord {
+                id: row.try_get_by_index(0)?,
+                account_id: row.try_get_by_index(1)?,
+                event_type: row.try_get_by_index(2)?,
+                object_type: row.try_get_by_index(3)?,
+                status: row.try_get_by_index(4)?,
+                attempts: row.try_get_by_index(5)?,
+                next_attempt_at: row.try_get_by_index(6)?,
+                last_error: row.try_get_by_index(7)?,
+                traceparent: row.try_get_by_index(8)?,
+                received_at: row.try_get_by_index(9)?,
+                processed_at: row.try_get_by_index(10)?,
+                payload: row.try_get_by_index(11)?,
+            })
+        })
+        .collect()
+}
+
+/// Puts dead letters of `account_id` (all of them, or only `id`) back to
+/// pending with a fresh attempt budget. Returns the account and ids re-queued.
+pub async fn requeue_failed<C: ConnectionTrait>(
+    conn: &C,
+    account_id: Option<i64>,
+    id: Option<i64>,
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    let mut select = Sql::new(conn.get_database_backend());
+    select.push("SELECT id, account_id FROM webhook_events WHERE status = 'failed'");
+    if let Some(account_id) = account_id {
+        select.push(" AND account_id = ").bind(account_id);
+    }
+    if let Some(id) = id {
+        select.push(" AND id = ").bind(id);
+    }
+    select.push(" ORDER BY id");
+    let rows: Vec<(i64, i64)> = conn
+        .query_all_raw(select.build())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get_by_index(1)?, r.try_get_by_index(0)?)))
+        .collect::<Result<_, DbErr>>()?;
+    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push(
+            "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = NULL \
+             WHERE status = 'failed' AND id IN ",
+        )
+        .bind_list(chunk.iter().map(|(_, id)| *id));
+        conn.execute_raw(sql.build()).await?;
+    }
+    Ok(rows)
+}
+
+/// Status of one row, if it exists.
+pub async fn status_of<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Option<String>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT status FROM webhook_events WHERE id = ")
+        .bind(id);
+    conn.query_one_raw(sql.build())
+        .await?
+        .map(|r| r.try_get_by_index(0))
+        .transpose()
+}
+
+/// Removes processed and ignored rows received before `before`.
+pub async fn prune<C: ConnectionTrait>(conn: &C, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push(
+        "DELETE FROM webhook_events WHERE status IN ('processed', 'ignored') AND received_at < ",
+    )
+    .bind(before);
+    Ok(conn.execute_raw(sql.build()).await?.rows_affected())
+}
+
+/// Row counts by status.
+pub async fn counts<C: ConnectionTrait>(conn: &C) -> Result<HashMap<String, i64>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT status, COUNT(*) FROM webhook_events WHERE status IN ('pending', 'failed') GROUP BY status");
+    let mut out = HashMap::new();
+    for row in conn.query_all_raw(sql.build()).await? {
+        out.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    }
+    Ok(out)
+}
+
+/// Removes every inbox row of an account (hard delete).
+pub async fn delete_for_account<C: ConnectionTrait>(
+    conn: &C,
+    account_id: i64,
+) -> Result<u64, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("DELETE FROM webhook_events WHERE account_id = ")
+        .bind(account_id);
+    Ok(conn.execute_raw(sql.build()).await?.rows_affected())
+}

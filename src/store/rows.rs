@@ -1,0 +1,262 @@
+//! Raw Hostaway JSON turned into the rows the upserts write. A payload without
+//! the fields a row needs is skipped with a warning, never an error: one bad
+//! object must not fail a whole sync or webhook batch.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::hostaway::decode;
+
+/// Which account (and customer) a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub account_id: i64,
+    pub customer_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListingRow {
+    pub id: i64,
+    pub owner: Owner,
+    pub payload: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReservationRow {
+    pub id: i64,
+    pub owner: Owner,
+    pub listing_id: i64,
+    pub status: Option<String>,
+    pub arrival_date: Option<NaiveDate>,
+    pub departure_date: Option<NaiveDate>,
+    pub source_updated_at: Option<DateTime<Utc>>,
+    pub payload: Value,
+}
+
+/// Messages to merge into one reservation's thread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadMerge {
+    pub reservation_id: i64,
+    pub owner: Owner,
+    pub conversation_id: Option<i64>,
+    pub messages: Vec<Value>,
+}
+
+pub fn listing_row(owner: Owner, payload: Value) -> Option<ListingRow> {
+    let Some(id) = decode::id_field(&payload, "id") else {
+        tracing::warn!(
+            account_id = owner.account_id,
+            "skipping listing without an id"
+        );
+        return None;
+    };
+    Some(ListingRow { id, owner, payload })
+}
+
+/// The version timestamp of a reservation: `updatedOn`, else `latestActivityOn`.
+pub fn reservation_version(payload: &Value) -> Option<DateTime<Utc>> {
+    decode::datetime_field(payload, "updatedOn")
+        .or_else(|| decode::datetime_field(payload, "latestActivityOn"))
+}
+
+pub fn reservation_row(owner: Owner, payload: Value) -> Option<ReservationRow> {
+    let Some(id) = decode::id_field(&payload, "id")
+        .or_else(|| decode::id_field(&payload, "hostawayReservationId"))
+    else {
+        tracing::warn!(
+            account_id = owner.account_id,
+            "skipping reservation without an id"
+        );
+        return None;
+    };
+    let Some(listing_id) = decode::id_field(&payload, "listingMapId") else {
+        tracing::warn!(
+            account_id = owner.account_id,
+            reservation_id = id,
+            "skipping reservation without listingMapId"
+        );
+        return None;
+    };
+    Some(ReservationRow {
+        id,
+        owner,
+        listing_id,
+        status: decode::string_field(&payload, "status"),
+        arrival_date: decode::date_field(&payload, "arrivalDate"),
+        departure_date: decode::date_field(&payload, "departureDate"),
+        source_updated_at: reservation_version(&payload),
+        payload,
+    })
+}
+
+/// Groups messages by reservation. Messages without an id or a reservation
+/// are skipped with a warning: a thread is keyed by its reservation.
+pub fn thread_merges(owner: Owner, messages: Vec<Value>) -> Vec<ThreadMerge> {
+    let mut by_reservation: BTreeMap<i64, ThreadMerge> = BTreeMap::new();
+    for message in messages {
+        if decode::id_field(&message, "id").is_none() {
+            tracing::warn!(
+                account_id = owner.account_id,
+                "skipping message without an id"
+            );
+            continue;
+        }
+        let Some(reservation_id) = decode::id_field(&message, "reservationId") else {
+            tracing::warn!(
+                account_id = owner.account_id,
+                "skipping message without a reservationId"
+            );
+            continue;
+        };
+        let conversation_id = decode::id_field(&message, "conversationId");
+        let entry = by_reservation
+            .entry(reservation_id)
+            .or_insert_with(|| ThreadMerge {
+                reservation_id,
+                owner,
+                conversation_id,
+                messages: Vec::new(),
+            });
+        if entry.conversation_id.is_none() {
+            entry.conversation_id = conversation_id;
+        }
+        entry.messages.push(message);
+    }
+    by_reservation.into_values().collect()
+}
+
+/// When a message happened: `date`, else `sentChannelDate`, `insertedOn`, `updatedOn`.
+pub fn message_time(message: &Value) -> Option<DateTime<Utc>> {
+    ["date", "sentChannelDate", "insertedOn", "updatedOn"]
+        .iter()
+        .find_map(|key| decode::datetime_field(message, key))
+}
+
+fn message_sort_key(message: &Value) -> (Option<DateTime<Utc>>, i64) {
+    (
+        message_time(message),
+        decode::id_field(message, "id").unwrap_or(i64::MAX),
+    )
+}
+
+/// Merges `incoming` into `existing` by message id (an incoming version
+/// replaces a stored one) and sorts oldest first, ties by id.
+pub fn merge_messages(existing: Vec<Value>, incoming: Vec<Value>) -> Vec<Value> {
+    let mut by_id: BTreeMap<i64, Value> = BTreeMap::new();
+    let mut without_id = Vec::new();
+    for message in existing.into_iter().chain(incoming) {
+        match decode::id_field(&message, "id") {
+            Some(id) => {
+                by_id.insert(id, message);
+            }
+            None => without_id.push(message),
+        }
+    }
+    let mut merged: Vec<Value> = by_id.into_values().chain(without_id).collect();
+    merged.sort_by_key(message_sort_key);
+    merged
+}
+
+/// The newest message time in a thread.
+pub fn last_message_at(messages: &[Value]) -> Option<DateTime<Utc>> {
+    messages.iter().filter_map(message_time).max()
+}
+
+/// Serializes JSON with object keys sorted at every level, so equal objects
+/// always produce equal text (dedupe keys, SQLite comparisons).
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const OWNER: Owner = Owner {
+        account_id: 1,
+        customer_id: None,
+    };
+
+    #[test]
+    fn reservation_needs_id_and_listing() {
+        assert!(reservation_row(OWNER, json!({"id": 5})).is_none());
+        assert!(reservation_row(OWNER, json!({"listingMapId": 5})).is_none());
+        let row = reservation_row(
+            OWNER,
+            json!({"id": "7", "listingMapId": 9, "status": "new", "arrivalDate": "2025-07-03",
+                   "updatedOn": "2025-06-14 09:45:30"}),
+        )
+        .unwrap();
+        assert_eq!((row.id, row.listing_id), (7, 9));
+        assert_eq!(row.status.as_deref(), Some("new"));
+        assert!(row.source_updated_at.is_some());
+    }
+
+    #[test]
+    fn messages_merge_by_id_and_sort_by_time() {
+        let existing = vec![
+            json!({"id": 2, "date": "2025-06-14 10:00:00", "body": "old"}),
+            json!({"id": 1, "date": "2025-06-14 09:00:00"}),
+        ];
+        let incoming = vec![
+            json!({"id": 2, "date": "2025-06-14 10:00:00", "body": "edited"}),
+            json!({"id": 3, "sentChannelDate": "2025-06-14 09:30:00"}),
+        ];
+        let merged = merge_messages(existing, incoming);
+        let ids: Vec<i64> = merged.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+        assert_eq!(ids, vec![1, 3, 2]);
+        assert_eq!(merged[2]["body"], "edited");
+        assert_eq!(
+            last_message_at(&merged).unwrap().to_rfc3339(),
+            "2025-06-14T10:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn threads_group_by_reservation() {
+        let merges = thread_merges(
+            OWNER,
+            vec![
+                json!({"id": 1, "reservationId": 10, "conversationId": 100}),
+                json!({"id": 2, "reservationId": "10"}),
+                json!({"id": 3, "reservationId": 11}),
+                json!({"id": 4}),
+                json!({"reservationId": 11}),
+            ],
+        );
+        assert_eq!(merges.len(), 2);
+        assert_eq!(merges[0].messages.len(), 2);
+        assert_eq!(merges[0].conversation_id, Some(100));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":[{"y":1,"x":2}]}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#
+        );
+    }
+}

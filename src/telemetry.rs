@@ -1,0 +1,259 @@
+//! Logs and traces. One tracing subscriber per process: an env filter, JSON
+//! lines (with `trace_id`/`span_id`) or human-readable logs, and an
+//! OpenTelemetry layer. Spans always get W3C ids (so logs correlate and
+//! context propagates); they are exported over OTLP only when
+//! `telemetry.otlp_endpoint` is set, from a bounded queue on a background
+//! thread, so a slow or absent collector never slows request handling.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::{Context, KeyValue, global};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use tracing::{Event, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::config::{Environment, LogFormat, OtlpProtocol, TelemetrySettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("telemetry.otlp_endpoint: {0}")]
+    Exporter(String),
+    #[error("telemetry.log_filter: {0}")]
+    Filter(String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the tracer provider; `shutdown` flushes what is queued.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Flushes queued spans and stops the exporter (bounded by its timeout).
+    /// Runs on a blocking thread: the exporter may need the async runtime.
+    pub async fn shutdown(self) {
+        let provider = self.provider;
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
+
+    /// Exports everything queued so far (tests).
+    pub async fn flush(&self) {
+        let provider = self.provider.clone();
+        let _ = tokio::task::spawn_blocking(move || provider.force_flush()).await;
+    }
+}
+
+/// Installs the process-wide subscriber writing logs to stdout.
+pub fn init(
+    settings: &TelemetrySettings,
+    environment: Environment,
+) -> Result<Telemetry, TelemetryError> {
+    init_with_writer(settings, environment, std::io::stdout)
+}
+
+/// Installs the process-wide subscriber writing logs to `writer`. Call it
+/// inside the async runtime (the gRPC exporter spawns onto it).
+pub fn init_with_writer<W>(
+    settings: &TelemetrySettings,
+    environment: Environment,
+    writer: W,
+) -> Result<Telemetry, TelemetryError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    crate::install_tls_provider();
+    let provider = tracer_provider(settings, environment)?;
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    global::set_tracer_provider(provider.clone());
+    let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
+    let filter = EnvFilter::try_new(&settings.log_filter)
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let logs = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .event_format(WithTraceIds(
+                tracing_subscriber::fmt::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            ))
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_target(false)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(logs.with_filter(filter))
+        .try_init()
+        .map_err(|_| TelemetryError::AlreadyInstalled)?;
+    Ok(Telemetry { provider })
+}
+
+fn tracer_provider(
+    settings: &TelemetrySettings,
+    environment: Environment,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let resource = Resource::builder()
+        .with_service_name(settings.service_name.clone())
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("deployment.environment", environment.as_str()),
+            KeyValue::new("deployment.environment.name", environment.as_str()),
+        ])
+        .build();
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            settings.sampling_ratio,
+        ))));
+    let endpoint = settings.otlp_endpoint.trim();
+    if !endpoint.is_empty() {
+        let timeout = Duration::from_millis(settings.export_timeout_ms.max(100));
+        let exporter = match settings.otlp_protocol {
+            OtlpProtocol::HttpProtobuf => {
+                let url = if endpoint.ends_with("/v1/traces") {
+                    endpoint.to_string()
+                } else {
+                    format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+                };
+                // The batch processor exports from its own thread with a
+                // blocking client; reqwest builds that client only outside
+                // an async runtime.
+                let client = std::thread::spawn(move || {
+                    reqwest::blocking::Client::builder()
+                        .timeout(timeout)
+                        .build()
+                })
+                .join()
+                .map_err(|_| TelemetryError::Exporter("HTTP client thread panicked".into()))?
+                .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+                SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_endpoint(url)
+                    .with_timeout(timeout)
+                    .with_http_client(client)
+                    .build()
+            }
+            OtlpProtocol::Grpc => SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.to_string())
+                .with_timeout(timeout)
+                .build(),
+        }
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_max_queue_size(settings.export_queue_size.max(64))
+                    .with_max_export_batch_size(512.min(settings.export_queue_size.max(64)))
+                    .with_scheduled_delay(Duration::from_millis(500))
+                    .build(),
+            )
+            .build();
+        builder = builder.with_span_processor(processor);
+    }
+    Ok(builder.build())
+}
+
+/// Wraps a JSON event formatter and prepends the current OpenTelemetry
+/// `trace_id` and `span_id`.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::with_capacity(256);
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let cx = Context::current();
+        let span = cx.span();
+        let span_context = span.span_context();
+        match line.strip_prefix('{') {
+            Some(rest) if span_context.is_valid() => write!(
+                writer,
+                "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",{}",
+                span_context.trace_id(),
+                span_context.span_id(),
+                rest
+            ),
+            _ => writer.write_str(&line),
+        }
+    }
+}
+
+/// The W3C `traceparent` of the current span, to store with work that may run
+/// later (an inbox row) or elsewhere.
+pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
+}
+
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
+    if !cx.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// The OpenTelemetry context a stored `traceparent` describes.
+pub fn context_from_traceparent(traceparent: &str) -> Option<Context> {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    carrier.insert("traceparent".into(), traceparent.to_string());
+    let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), &carrier);
+    cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Makes `span` a child of the delivery described by `traceparent`. Call it
+/// before the span is entered.
+pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(cx) = traceparent.and_then(context_from_traceparent) {
+        let _ = span.set_parent(cx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_round_trip() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let cx = context_from_traceparent(tp).unwrap();
+        let sc = cx.span().span_context().clone();
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(context_from_traceparent("garbage").is_none());
+    }
+}

@@ -1,0 +1,124 @@
+//! Config layering, environment overrides and validation errors that name the key.
+
+use std::collections::HashMap;
+
+use sync_hostaway::config::{Environment, LoadOptions, LogFormat, Settings};
+
+use crate::helpers::config_dir;
+
+fn load(env: Option<Environment>, vars: &[(&str, &str)]) -> Result<Settings, String> {
+    Settings::load_with(LoadOptions {
+        config_dir: Some(config_dir()),
+        environment: env,
+        env_vars: Some(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        overrides: vec![],
+    })
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn environment_file_is_layered_over_defaults() {
+    let dev = load(None, &[]).unwrap();
+    assert_eq!(dev.environment, Environment::Development);
+    assert_eq!(dev.server.port, 8080);
+    assert_eq!(
+        dev.telemetry.log_format,
+        LogFormat::Pretty,
+        "development.toml overrides"
+    );
+    assert_eq!(
+        dev.database.schema, "hostaway",
+        "default.toml fills the rest"
+    );
+
+    let test = load(None, &[("SYNC_HOSTAWAY_ENV", "test")]).unwrap();
+    assert_eq!(test.environment, Environment::Test);
+    assert_eq!(test.server.port, 0);
+    assert_eq!(test.telemetry.log_format, LogFormat::Json);
+}
+
+#[test]
+fn env_vars_override_any_key() {
+    let s = load(
+        None,
+        &[
+            ("SYNC_HOSTAWAY__SERVER__PORT", "9000"),
+            (
+                "SYNC_HOSTAWAY__DATABASE__URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            ),
+            ("SYNC_HOSTAWAY__HOSTAWAY__RATE_LIMIT__PER_IP__REQUESTS", "7"),
+            ("SYNC_HOSTAWAY__SYNC__RECONCILE_INTERVAL_SECS", "60"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(s.server.port, 9000);
+    assert_eq!(
+        s.database.url.expose(),
+        "postgres://postgres@127.0.0.1:5432/test"
+    );
+    assert_eq!(s.hostaway.rate_limit.per_ip.requests, 7);
+    assert_eq!(s.sync.reconcile_interval_secs, 60);
+    assert!(!s.is_sqlite());
+}
+
+#[test]
+fn a_bad_value_fails_with_the_key_named() {
+    let err = load(None, &[("SYNC_HOSTAWAY__SERVER__PORT", "not-a-port")]).unwrap_err();
+    assert!(err.contains("server.port"), "{err}");
+    let err = load(None, &[("SYNC_HOSTAWAY__DATABASE__URL", "mysql://x")]).unwrap_err();
+    assert!(err.contains("database.url"), "{err}");
+    let err = load(None, &[("SYNC_HOSTAWAY__SYNC__JITTER_RATIO", "3")]).unwrap_err();
+    assert!(err.contains("sync.jitter_ratio"), "{err}");
+    let err = load(None, &[("SYNC_HOSTAWAY__SERVER__NO_SUCH_KEY", "1")]).unwrap_err();
+    assert!(
+        err.contains("no_such_key"),
+        "unknown keys are refused: {err}"
+    );
+    let err = load(None, &[("SYNC_HOSTAWAY_ENV", "staging")]).unwrap_err();
+    assert!(err.contains("staging"), "{err}");
+}
+
+#[test]
+fn production_refuses_to_start_without_an_encryption_key() {
+    let err = load(
+        Some(Environment::Production),
+        &[("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "t")],
+    )
+    .unwrap_err();
+    assert!(err.contains("security.encryption_key"), "{err}");
+    let ok = load(
+        Some(Environment::Production),
+        &[
+            ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "t"),
+            (
+                "SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY",
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            ),
+        ],
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let s = load(
+        None,
+        &[
+            ("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", "hunter2-webhook"),
+            ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "hunter2-admin"),
+            (
+                "SYNC_HOSTAWAY__DATABASE__URL",
+                "postgres://u:hunter2-db@localhost/x",
+            ),
+        ],
+    )
+    .unwrap();
+    let printed = format!("{s:?}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+    assert!(printed.contains("[REDACTED]"));
+}

@@ -1,0 +1,55 @@
+//! `/health`, `/ready` and `/metrics` on a running service.
+
+use crate::both_backends;
+use crate::helpers::{Backend, spawn_app};
+
+both_backends!(
+    health_ready_and_metrics_answer,
+    ready_reports_503_when_the_database_is_gone
+);
+
+async fn health_ready_and_metrics_answer(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let health = app.http.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"})
+    );
+
+    let ready = app.http.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], "ok");
+
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "Prometheus text format"
+    );
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("# TYPE sync_hostaway_inbox_events gauge"));
+    assert!(text.contains("sync_hostaway_inbox_events{status=\"pending\"} 0"));
+    app.stop().await;
+}
+
+async fn ready_reports_503_when_the_database_is_gone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.db.close_by_ref().await.unwrap();
+    let ready = app.http.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "not ready");
+    assert_ne!(body["checks"]["database"], "ok");
+    let health = app.http.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(
+        health.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+    app.stop().await;
+}

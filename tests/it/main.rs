@@ -1,0 +1,9 @@
+//! The integration suite: one binary, a module per feature. Every test runs
+//! the real service or the real store against a real database.
+
+#[allow(dead_code)] // each module uses a different part of the harness
+mod helpers;
+
+mod config;
+mod health;
+mod storage;

@@ -1,0 +1,426 @@
+//! Migrations and the batch upserts, on SQLite and PostgreSQL.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm_migration::MigratorTrait;
+use serde_json::{Value, json};
+use sync_hostaway::store::accounts::{self, NewAccount};
+use sync_hostaway::store::rows::{self, Owner};
+use sync_hostaway::store::upserts;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestDb, fixture};
+
+const ACCOUNT: i64 = 71234;
+const OWNER: Owner = Owner {
+    account_id: ACCOUNT,
+    customer_id: None,
+};
+
+async fn db_with_account(backend: Backend) -> (TestDb, DatabaseConnection) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.connect().await;
+    add_account(&db, ACCOUNT).await;
+    (test_db, db)
+}
+
+async fn add_account(db: &DatabaseConnection, id: i64) {
+    accounts::insert(
+        db,
+        NewAccount {
+            account_id: id,
+            customer_id: None,
+            encrypted_secret: "v1:sealed".into(),
+            ignored_events: vec![],
+        },
+        Utc::now(),
+    )
+    .await
+    .expect("insert account");
+}
+
+fn reservation(id: i64, updated_on: &str, guest: &str) -> Value {
+    let mut r = fixture("reservations_page.json")["result"][0].clone();
+    r["id"] = json!(id);
+    r["hostawayReservationId"] = json!(id);
+    r["updatedOn"] = json!(updated_on);
+    r["guestName"] = json!(guest);
+    r
+}
+
+fn reservation_rows(payloads: &[Value]) -> Vec<rows::ReservationRow> {
+    payloads
+        .iter()
+        .filter_map(|p| rows::reservation_row(OWNER, p.clone()))
+        .collect()
+}
+
+async fn updated_at_of(db: &DatabaseConnection, table: &str, key: &str, id: i64) -> DateTime<Utc> {
+    let stmt = sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("SELECT updated_at FROM {table} WHERE {key} = $1"),
+        [id.into()],
+    );
+    db.query_one_raw(stmt)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{table} {id} missing"))
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+async fn count(db: &DatabaseConnection, table: &str) -> i64 {
+    let stmt = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT COUNT(*) FROM {table}"),
+    );
+    db.query_one_raw(stmt)
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+both_backends!(
+    migrations_go_up_and_down,
+    listing_upsert_inserts_updates_and_skips_unchanged,
+    reservation_upsert_refuses_stale_versions,
+    invalid_rows_are_skipped_not_fatal,
+    unchanged_batch_of_1000_reservations_keeps_updated_at,
+    message_threads_merge_by_id_and_stay_sorted,
+    account_delete_cascades_to_mirrored_data,
+    missing_listings_are_soft_deleted_and_come_back,
+);
+
+async fn migrations_go_up_and_down(backend: Backend) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.connect().await;
+    for table in [
+        "accounts",
+        "listings",
+        "reservations",
+        "message_threads",
+        "webhook_events",
+    ] {
+        assert_eq!(count(&db, table).await, 0, "{table} exists and is empty");
+    }
+    migration::Migrator::down(&db, None).await.expect("down");
+    let stmt =
+        sea_orm::Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) FROM accounts");
+    assert!(db.query_one_raw(stmt).await.is_err(), "accounts is dropped");
+    migration::Migrator::up(&db, None).await.expect("up again");
+    assert_eq!(count(&db, "webhook_events").await, 0);
+    let applied = migration::Migrator::get_applied_migrations(&db)
+        .await
+        .unwrap();
+    assert_eq!(applied.len(), migration::Migrator::migrations().len());
+}
+
+async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let listings: Vec<Value> = fixture("listings_page.json")["result"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let rows: Vec<_> = listings
+        .iter()
+        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .collect();
+    let t0 = Utc::now();
+    assert_eq!(upserts::upsert_listings(&db, &rows, t0).await.unwrap(), 3);
+    let first = updated_at_of(&db, "listings", "id", 310501).await;
+
+    // Unchanged: nothing written, updated_at kept.
+    let t1 = t0 + Duration::seconds(5);
+    assert_eq!(upserts::upsert_listings(&db, &rows, t1).await.unwrap(), 0);
+    assert_eq!(updated_at_of(&db, "listings", "id", 310501).await, first);
+
+    // Changed: one row written, its updated_at moves, the others stay.
+    let mut changed = rows.clone();
+    changed[0].payload["price"] = json!(199.0);
+    let t2 = t0 + Duration::seconds(10);
+    assert_eq!(
+        upserts::upsert_listings(&db, &changed, t2).await.unwrap(),
+        1
+    );
+    assert!(updated_at_of(&db, "listings", "id", 310501).await > first);
+    assert_eq!(updated_at_of(&db, "listings", "id", 310502).await, first);
+    let stored = entities::listing::Entity::find_by_id(310501)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.raw_payload["price"], json!(199.0));
+    assert_eq!(stored.created_at, first, "created_at is kept");
+}
+
+async fn reservation_upsert_refuses_stale_versions(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let now = Utc::now();
+    let newer = reservation_rows(&[reservation(1, "2025-06-15 12:00:00", "Newer")]);
+    let older = reservation_rows(&[reservation(1, "2025-06-15 11:00:00", "Older")]);
+    assert_eq!(
+        upserts::upsert_reservations(&db, &newer, now)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        upserts::upsert_reservations(&db, &older, now + Duration::seconds(1))
+            .await
+            .unwrap(),
+        0,
+        "an older version never replaces a newer one"
+    );
+    let stored = entities::reservation::Entity::find_by_id(1)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.raw_payload["guestName"], "Newer");
+    assert_eq!(stored.listing_id, 310501);
+    assert_eq!(stored.status.as_deref(), Some("new"));
+    assert_eq!(stored.arrival_date.unwrap().to_string(), "2025-07-03");
+
+    let newest = reservation_rows(&[reservation(1, "2025-06-15 13:00:00", "Newest")]);
+    assert_eq!(
+        upserts::upsert_reservations(&db, &newest, now + Duration::seconds(2))
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = entities::reservation::Entity::find_by_id(1)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.raw_payload["guestName"], "Newest");
+}
+
+async fn invalid_rows_are_skipped_not_fatal(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let mut no_listing = reservation(2, "2025-06-15 12:00:00", "x");
+    no_listing.as_object_mut().unwrap().remove("listingMapId");
+    let mut no_id = reservation(3, "2025-06-15 12:00:00", "y");
+    no_id.as_object_mut().unwrap().remove("id");
+    no_id
+        .as_object_mut()
+        .unwrap()
+        .remove("hostawayReservationId");
+    let good = reservation(4, "2025-06-15 12:00:00", "z");
+    let rows = reservation_rows(&[no_listing, no_id, good]);
+    assert_eq!(rows.len(), 1, "rows without id or listingMapId are skipped");
+    assert_eq!(
+        upserts::upsert_reservations(&db, &rows, Utc::now())
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(rows::listing_row(OWNER, json!({"name": "no id"})).is_none());
+    assert_eq!(count(&db, "reservations").await, 1);
+}
+
+async fn unchanged_batch_of_1000_reservations_keeps_updated_at(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let payloads: Vec<Value> = (1..=1000)
+        .map(|i| reservation(1_000_000 + i, "2025-06-15 12:00:00", &format!("Guest {i}")))
+        .collect();
+    let rows = reservation_rows(&payloads);
+    let t0 = Utc::now();
+    assert_eq!(
+        upserts::upsert_reservations(&db, &rows, t0).await.unwrap(),
+        1000
+    );
+    let before = all_updated_at(&db).await;
+    assert_eq!(before.len(), 1000);
+    let written = upserts::upsert_reservations(&db, &rows, t0 + Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(written, 0, "an unchanged batch writes nothing");
+    assert_eq!(
+        all_updated_at(&db).await,
+        before,
+        "every updated_at is unchanged"
+    );
+}
+
+async fn all_updated_at(db: &DatabaseConnection) -> Vec<(i64, DateTime<Utc>)> {
+    let stmt = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT id, updated_at FROM reservations ORDER BY id",
+    );
+    db.query_all_raw(stmt)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let page: Vec<Value> = fixture("conversation_messages_page.json")["result"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let t0 = Utc::now();
+    // The page lists newest first; the thread stores oldest first.
+    let merges = rows::thread_merges(OWNER, page.clone());
+    assert_eq!(
+        upserts::merge_message_threads(&db, &merges, t0)
+            .await
+            .unwrap(),
+        1
+    );
+    let thread = entities::message_thread::Entity::find_by_id(51234567)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<i64> = thread
+        .raw_messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![402199702, 402199840, 402200917]);
+    assert_eq!(thread.conversation_id, Some(8801201));
+    assert_eq!(
+        thread.last_message_at.unwrap().to_rfc3339(),
+        "2025-06-14T10:02:40+00:00"
+    );
+
+    // Same messages again: nothing written.
+    let merges = rows::thread_merges(OWNER, page.clone());
+    assert_eq!(
+        upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(5))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        updated_at_of(&db, "message_threads", "reservation_id", 51234567).await,
+        thread.updated_at
+    );
+
+    // A new message lands in order; an existing one is not duplicated.
+    let mut newer = page[0].clone();
+    newer["id"] = json!(402200999);
+    newer["date"] = json!("2025-06-14 11:00:00");
+    let merges = rows::thread_merges(OWNER, vec![newer, page[1].clone()]);
+    assert_eq!(
+        upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(10))
+            .await
+            .unwrap(),
+        1
+    );
+    let thread = entities::message_thread::Entity::find_by_id(51234567)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<i64> = thread
+        .raw_messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![402199702, 402199840, 402200917, 402200999]);
+}
+
+async fn account_delete_cascades_to_mirrored_data(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    add_account(&db, 999).await;
+    let now = Utc::now();
+    let listings: Vec<_> = fixture("listings_page.json")["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .collect();
+    upserts::upsert_listings(&db, &listings, now).await.unwrap();
+    upserts::upsert_reservations(
+        &db,
+        &reservation_rows(&[reservation(7, "2025-06-15 12:00:00", "a")]),
+        now,
+    )
+    .await
+    .unwrap();
+    let merges = rows::thread_merges(
+        OWNER,
+        fixture("conversation_messages_page.json")["result"]
+            .as_array()
+            .unwrap()
+            .clone(),
+    );
+    upserts::merge_message_threads(&db, &merges, now)
+        .await
+        .unwrap();
+    let other = Owner {
+        account_id: 999,
+        customer_id: None,
+    };
+    upserts::upsert_reservations(
+        &db,
+        &[rows::reservation_row(other, reservation(8, "2025-06-15 12:00:00", "b")).unwrap()],
+        now,
+    )
+    .await
+    .unwrap();
+
+    assert!(accounts::hard_delete(&db, ACCOUNT).await.unwrap());
+    assert_eq!(count(&db, "listings").await, 0);
+    assert_eq!(count(&db, "message_threads").await, 0);
+    assert_eq!(
+        count(&db, "reservations").await,
+        1,
+        "the other account keeps its data"
+    );
+    assert_eq!(
+        entities::account::Entity::find().count(&db).await.unwrap(),
+        1
+    );
+}
+
+async fn missing_listings_are_soft_deleted_and_come_back(backend: Backend) {
+    let (_t, db) = db_with_account(backend).await;
+    let now = Utc::now();
+    let listings: Vec<_> = fixture("listings_page.json")["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .collect();
+    upserts::upsert_listings(&db, &listings, now).await.unwrap();
+    let deleted = upserts::delete_missing_listings(&db, ACCOUNT, &[310501, 310502], now)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let gone = entities::listing::Entity::find_by_id(310503)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(gone.deleted_at.is_some());
+    // It reappears at Hostaway: the upsert clears deleted_at.
+    assert_eq!(
+        upserts::upsert_listings(&db, &listings[2..], now)
+            .await
+            .unwrap(),
+        1
+    );
+    let back = entities::listing::Entity::find_by_id(310503)
+        .one(&db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(back.deleted_at.is_none());
+}
