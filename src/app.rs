@@ -1,18 +1,27 @@
-//! The composition root: settings → database → actors → HTTP server. The
-//! binary and the integration tests both start the service through
-//! `Application::build`, so tests run exactly what production runs.
+//! The composition root: settings → database → account directory → Hostaway
+//! client → actor system → HTTP server. The binary and the integration tests
+//! start the service through `Application::build`, so tests run exactly what
+//! production runs.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use sea_orm::DatabaseConnection;
+use tracing_actix_web::TracingLogger;
 
-use crate::config::Settings;
+use crate::actors::ActorSystem;
+use crate::actors::registrar::EnsureAll;
+use crate::actors::router::StartAll;
+use crate::config::{Environment, Settings};
 use crate::crypto::Cipher;
+use crate::directory::AccountDirectory;
+use crate::hostaway::{HostawayClient, HostawayError};
+use crate::http::tracing::SemConvRootSpan;
 use crate::metrics::Metrics;
 use crate::store;
 
@@ -22,6 +31,10 @@ pub enum StartupError {
     Database(#[from] store::StoreError),
     #[error("security.encryption_key: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    #[error("Hostaway client: {0}")]
+    Hostaway(#[from] HostawayError),
+    #[error("webhooks.public_base_url: {0}")]
+    PublicUrl(String),
     #[error("could not bind {address}: {source}")]
     Bind {
         address: String,
@@ -30,15 +43,57 @@ pub enum StartupError {
     },
 }
 
-/// What every handler and actor shares.
-pub struct AppContext {
+impl From<sea_orm::DbErr> for StartupError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        StartupError::Database(err.into())
+    }
+}
+
+/// The services every actor and handler shares.
+pub struct Core {
     pub settings: Settings,
     pub db: DatabaseConnection,
     pub metrics: Arc<Metrics>,
     pub cipher: Cipher,
+    pub hostaway: HostawayClient,
+    pub directory: AccountDirectory,
 }
 
-impl AppContext {
+impl Core {
+    /// Connects, migrates and loads what the service needs before actors start.
+    pub async fn open(settings: Settings) -> Result<Core, StartupError> {
+        crate::install_tls_provider();
+        check_public_url(&settings)?;
+        let db = store::connect(&settings.database).await?;
+        if settings.database.auto_migrate {
+            store::migrate(&db).await?;
+        }
+        let cipher = Cipher::from_settings(&settings)?;
+        let metrics = Arc::new(Metrics::new());
+        let interrupted = store::accounts::reset_interrupted_syncs(&db).await?;
+        if interrupted > 0 {
+            tracing::warn!(
+                accounts = interrupted,
+                "syncs interrupted by the last stop are marked failed"
+            );
+        }
+        let directory = AccountDirectory::load(&db, &cipher).await?;
+        let vault = store::accounts::TokenVault {
+            db: db.clone(),
+            cipher: cipher.clone(),
+        };
+        let hostaway =
+            HostawayClient::new(&settings.hostaway, metrics.clone(), Some(Arc::new(vault)))?;
+        Ok(Core {
+            settings,
+            db,
+            metrics,
+            cipher,
+            hostaway,
+            directory,
+        })
+    }
+
     /// Named readiness checks; each is `"ok"` or a short reason.
     pub async fn readiness(&self, timeout: Duration) -> BTreeMap<&'static str, String> {
         let mut checks = BTreeMap::new();
@@ -51,8 +106,11 @@ impl AppContext {
         checks
     }
 
-    /// Refreshes gauges that are read from the database at scrape time.
+    /// Refreshes gauges that are read at scrape time.
     pub async fn refresh_gauges(&self) {
+        self.metrics
+            .accounts_degraded
+            .set(self.directory.degraded_count() as i64);
         match store::inbox::counts(&self.db).await {
             Ok(counts) => {
                 for status in ["pending", "failed"] {
@@ -67,17 +125,63 @@ impl AppContext {
     }
 }
 
+/// Hostaway accepts only https URLs without a port: a warning outside
+/// production (local simulators), an error in production.
+fn check_public_url(settings: &Settings) -> Result<(), StartupError> {
+    let raw = settings.webhooks.public_base_url.trim();
+    if raw.is_empty() {
+        return Ok(());
+    }
+    let problem = match url::Url::parse(raw) {
+        Err(err) => Some(err.to_string()),
+        Ok(url) if url.scheme() != "https" => Some("Hostaway only delivers to https URLs".into()),
+        Ok(url) if url.port().is_some() => Some("Hostaway rejects URLs with a port".into()),
+        Ok(_) => None,
+    };
+    match problem {
+        Some(problem) if settings.environment == Environment::Production => {
+            Err(StartupError::PublicUrl(problem))
+        }
+        Some(problem) => {
+            tracing::warn!(
+                url = raw,
+                problem,
+                "webhooks.public_base_url would be rejected by Hostaway"
+            );
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// What HTTP handlers see: the shared services and the actors.
+pub struct AppContext {
+    pub core: Arc<Core>,
+    pub actors: ActorSystem,
+}
+
+impl Deref for AppContext {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
 /// Options that differ between the binary and in-process test instances.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct BuildOptions {
     /// Stop gracefully on SIGTERM/SIGINT (the binary); tests stop through the handle.
     pub handle_signals: bool,
+    /// Serve on this already bound listener instead of `server.host:port`
+    /// (lets a caller know the address before the service starts).
+    pub listener: Option<TcpListener>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             handle_signals: true,
+            listener: None,
         }
     }
 }
@@ -98,36 +202,30 @@ impl Application {
         settings: Settings,
         options: BuildOptions,
     ) -> Result<Self, StartupError> {
-        crate::install_tls_provider();
-        let db = store::connect(&settings.database).await?;
-        if settings.database.auto_migrate {
-            store::migrate(&db).await?;
-        }
-        let cipher = Cipher::from_settings(&settings)?;
-        let metrics = Arc::new(Metrics::new());
-        let context = web::Data::new(AppContext {
-            settings,
-            db,
-            metrics,
-            cipher,
-        });
+        let core = Arc::new(Core::open(settings).await?);
+        let actors = ActorSystem::start(core.clone(), true);
+        // Actors for every active account; pending inbox rows are re-dispatched.
+        let started = actors.router.send(StartAll).await.unwrap_or(0);
+        actors.registrar.do_send(EnsureAll);
+        tracing::info!(accounts = started, "account actors started");
+        let context = web::Data::new(AppContext { core, actors });
 
         let settings = &context.settings;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+        let bind_error = |source| StartupError::Bind {
             address: address.clone(),
             source,
-        })?;
-        let address = listener.local_addr().map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-        let body_limit = settings.server.body_limit_bytes;
+        };
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&address).map_err(bind_error)?,
+        };
+        let address = listener.local_addr().map_err(bind_error)?;
         let server_context = context.clone();
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(TracingLogger::<SemConvRootSpan>::new())
                 .app_data(server_context.clone())
-                .app_data(web::PayloadConfig::new(body_limit))
                 .configure(crate::http::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
@@ -160,15 +258,17 @@ impl Application {
         self.context.clone()
     }
 
-    /// A handle that stops the HTTP server.
+    /// A handle that stops the HTTP server (and then the actors).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until the server stops (signal or handle), then drains.
+    /// Serves until the server stops (signal or handle), then drains the actors.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        tracing::info!("HTTP server stopped");
+        tracing::info!("HTTP server stopped; draining actors");
+        self.context.actors.stop().await;
+        tracing::info!("stopped");
         result
     }
 }

@@ -13,6 +13,13 @@ use serde::Deserialize;
 
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SYNC_HOSTAWAY";
+/// Keys whose string values (env vars, overrides) are comma-separated lists.
+const LIST_KEYS: &[&str] = &[
+    "faults.panic_on_reservation_ids",
+    "faults.fail_on_reservation_ids",
+    "faults.panic_on_sync_accounts",
+];
+
 /// Environment variable that picks the environment file.
 pub const ENV_SELECTOR: &str = "SYNC_HOSTAWAY_ENV";
 
@@ -330,10 +337,10 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("faults.panic_on_reservation_ids")
-            .with_list_parse_key("faults.fail_on_reservation_ids")
-            .with_list_parse_key("faults.panic_on_sync_accounts");
+            .list_separator(",");
+        for key in LIST_KEYS {
+            env_source = env_source.with_list_parse_key(key);
+        }
         if let Some(vars) = options.env_vars.clone() {
             env_source = env_source.source(Some(vars.into_iter().collect()));
         }
@@ -345,7 +352,17 @@ impl Settings {
             )
             .add_source(env_source);
         for (key, value) in &options.overrides {
-            builder = builder.set_override(key.as_str(), value.as_str())?;
+            builder = if LIST_KEYS.contains(&key.as_str()) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                builder.set_override(key.as_str(), items)?
+            } else {
+                builder.set_override(key.as_str(), value.as_str())?
+            };
         }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.environment = environment;

@@ -2,13 +2,17 @@
 //! reconciliation syncs. `app::Application` is the composition root; the binary
 //! and the tests start the same code.
 
+pub mod actors;
 pub mod app;
 pub mod config;
 pub mod crypto;
+pub mod directory;
 pub mod hostaway;
 pub mod http;
 pub mod metrics;
+pub mod sim;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 
 /// Installs rustls' ring crypto provider for every HTTPS client in the

@@ -4,8 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sync_hostaway::app::Application;
+use std::sync::Arc;
+
+use sync_hostaway::actors::ActorSystem;
+use sync_hostaway::actors::router::SyncAccount;
+use sync_hostaway::actors::traced::TraceExt;
+use sync_hostaway::app::{Application, Core};
 use sync_hostaway::config::Settings;
+use sync_hostaway::sync::{SyncMode, SyncRequest};
 use sync_hostaway::{store, telemetry};
 
 #[derive(Parser)]
@@ -33,6 +39,18 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run one sync of an account in the foreground and print its counts.
+    Sync {
+        /// The Hostaway account id.
+        #[arg(long)]
+        account: i64,
+        /// Read everything instead of reconciling changes since the last sync.
+        #[arg(long)]
+        full: bool,
+        /// Fetch and count, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[actix_web::main]
@@ -44,6 +62,11 @@ async fn main() -> anyhow::Result<()> {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
+        Command::Sync {
+            account,
+            full,
+            dry_run,
+        } => sync_once(settings, account, full, dry_run).await,
     };
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "exiting with an error");
@@ -64,5 +87,43 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let db = store::connect(&settings.database).await?;
     store::migrate(&db).await?;
     tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn sync_once(
+    settings: Settings,
+    account: i64,
+    full: bool,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let core = Arc::new(Core::open(settings).await.context("startup failed")?);
+    match core.directory.get(account) {
+        None => anyhow::bail!("account {account} does not exist"),
+        Some(entry) if !entry.active => anyhow::bail!("account {account} is inactive"),
+        Some(_) => {}
+    }
+    let actors = ActorSystem::start(core.clone(), false);
+    let request = SyncRequest {
+        mode: if full {
+            SyncMode::Full
+        } else {
+            SyncMode::Incremental
+        },
+        dry_run,
+    };
+    let result = actors
+        .router
+        .send(
+            SyncAccount {
+                account_id: account,
+                request,
+            }
+            .traced(),
+        )
+        .await
+        .context("the actor system stopped")?;
+    actors.stop().await;
+    let report = result.context("sync failed")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

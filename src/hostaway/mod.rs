@@ -1,4 +1,13 @@
 //! Everything about talking to Hostaway: the API client, tokens, rate limits,
 //! and the payload types.
 
+pub mod client;
 pub mod decode;
+pub mod error;
+pub mod ratelimit;
+pub mod tokens;
+pub mod types;
+pub mod webhook;
+
+pub use client::{AccountClient, Credentials, HostawayClient, endpoints};
+pub use error::HostawayError;

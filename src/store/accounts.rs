@@ -161,3 +161,73 @@ pub async fn entity_counts<C: ConnectionTrait>(
     }
     Ok(out)
 }
+
+/// Records a sync's state; `synced_at` (the run's start) is set on success.
+pub async fn record_sync_state<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    state: &str,
+    error: Option<&str>,
+    synced_at: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push("UPDATE accounts SET sync_state = ")
+        .bind(state)
+        .push(", last_error = ")
+        .bind(error.map(str::to_string));
+    if let Some(at) = synced_at {
+        sql.push(", last_sync_at = ").bind(at);
+    }
+    sql.push(" WHERE account_id = ").bind(account_id);
+    db.execute_raw(sql.build()).await?;
+    Ok(())
+}
+
+/// Sync states left at `syncing` by a process that stopped mid-run.
+pub async fn reset_interrupted_syncs<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    let mut sql = Sql::new(db.get_database_backend());
+    sql.push("UPDATE accounts SET sync_state = 'failed', last_error = 'interrupted by a restart' WHERE sync_state = 'syncing'");
+    Ok(db.execute_raw(sql.build()).await?.rows_affected())
+}
+
+/// Access tokens kept in the accounts table, encrypted: a restart reuses the
+/// token instead of minting a new one.
+pub struct TokenVault {
+    pub db: DatabaseConnection,
+    pub cipher: crate::crypto::Cipher,
+}
+
+impl crate::hostaway::tokens::TokenStore for TokenVault {
+    fn load(
+        &self,
+        account_id: i64,
+    ) -> futures::future::BoxFuture<'_, Option<crate::hostaway::tokens::StoredToken>> {
+        Box::pin(async move {
+            let row = find(&self.db, account_id).await.ok()??;
+            let sealed = row.access_token?;
+            let expires_at = row.token_expires_at?;
+            let value = self.cipher.decrypt(&sealed).ok()?;
+            Some(crate::hostaway::tokens::StoredToken {
+                value: secrecy::SecretString::from(value),
+                expires_at,
+            })
+        })
+    }
+
+    fn save(
+        &self,
+        account_id: i64,
+        token: crate::hostaway::tokens::StoredToken,
+    ) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(async move {
+            use secrecy::ExposeSecret;
+            let mut changes = changes(account_id);
+            changes.access_token = Set(Some(self.cipher.encrypt(token.value.expose_secret())));
+            changes.token_expires_at = Set(Some(token.expires_at));
+            if let Err(err) = update(&self.db, changes, Utc::now()).await {
+                // The account may be gone; the token still works from memory.
+                tracing::debug!(account_id, error = %err, "could not store the access token");
+            }
+        })
+    }
+}

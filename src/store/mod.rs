@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod inbox;
+pub mod mirror;
 pub mod rows;
 pub mod upserts;
 

@@ -31,14 +31,14 @@ fn last_per_id<T: Clone>(rows: &[T], id: impl Fn(&T) -> i64) -> Vec<T> {
 }
 
 /// Inserts or updates listings; a listing that comes back is un-deleted.
-/// Returns how many rows were inserted or changed.
+/// Returns the ids of rows inserted or changed.
 pub async fn upsert_listings<C: ConnectionTrait>(
     conn: &C,
     rows: &[ListingRow],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     let rows = last_per_id(rows, |r| r.id);
-    let mut written = 0;
+    let mut written = Vec::new();
     for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
@@ -67,9 +67,9 @@ pub async fn upsert_listings<C: ConnectionTrait>(
              WHERE listings.raw_payload {d} excluded.raw_payload \
              OR listings.deleted_at IS NOT NULL \
              OR listings.account_id {d} excluded.account_id \
-             OR listings.customer_id {d} excluded.customer_id"
+             OR listings.customer_id {d} excluded.customer_id RETURNING id"
         ));
-        written += conn.execute_raw(sql.build()).await?.rows_affected();
+        written.extend(returned_ids(conn, sql).await?);
     }
     Ok(written)
 }
@@ -82,9 +82,9 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
     conn: &C,
     rows: &[ReservationRow],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     let rows = newest_per_reservation(rows);
-    let mut written = 0;
+    let mut written = Vec::new();
     for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
@@ -129,9 +129,9 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
                     OR excluded.source_updated_at >= reservations.source_updated_at) \
              AND (reservations.raw_payload {d} excluded.raw_payload \
                   OR reservations.account_id {d} excluded.account_id \
-                  OR reservations.customer_id {d} excluded.customer_id)"
+                  OR reservations.customer_id {d} excluded.customer_id) RETURNING id"
         ));
-        written += conn.execute_raw(sql.build()).await?.rows_affected();
+        written.extend(returned_ids(conn, sql).await?);
     }
     Ok(written)
 }
@@ -168,7 +168,7 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
     conn: &C,
     merges: &[ThreadMerge],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     // Fold merges for the same reservation together, in order.
     let mut combined: Vec<ThreadMerge> = Vec::new();
     let mut position: HashMap<i64, usize> = HashMap::new();
@@ -188,7 +188,7 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
             }
         }
     }
-    let mut written = 0;
+    let mut written = Vec::new();
     for chunk in combined.chunks(MAX_ROWS_PER_STATEMENT) {
         let existing = load_threads(conn, chunk.iter().map(|m| m.reservation_id)).await?;
         let mut sql = Sql::new(conn.get_database_backend());
@@ -230,11 +230,20 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
              WHERE message_threads.raw_messages {d} excluded.raw_messages \
              OR message_threads.conversation_id {d} excluded.conversation_id \
              OR message_threads.account_id {d} excluded.account_id \
-             OR message_threads.customer_id {d} excluded.customer_id"
+             OR message_threads.customer_id {d} excluded.customer_id RETURNING reservation_id"
         ));
-        written += conn.execute_raw(sql.build()).await?.rows_affected();
+        written.extend(returned_ids(conn, sql).await?);
     }
     Ok(written)
+}
+
+/// Runs an INSERT ... RETURNING <id> and collects the ids of rows written.
+async fn returned_ids<C: ConnectionTrait>(conn: &C, sql: Sql) -> Result<Vec<i64>, DbErr> {
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect()
 }
 
 type StoredThread = (Vec<Value>, Option<i64>);
@@ -270,8 +279,8 @@ pub async fn soft_delete_listings<C: ConnectionTrait>(
     account_id: i64,
     ids: &[i64],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let mut written = 0;
+) -> Result<Vec<i64>, DbErr> {
+    let mut written = Vec::new();
     for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push("UPDATE listings SET deleted_at = ")
@@ -281,20 +290,21 @@ pub async fn soft_delete_listings<C: ConnectionTrait>(
             .push(" WHERE deleted_at IS NULL AND account_id = ")
             .bind(account_id)
             .push(" AND id IN ")
-            .bind_list(chunk.iter().copied());
-        written += conn.execute_raw(sql.build()).await?.rows_affected();
+            .bind_list(chunk.iter().copied())
+            .push(" RETURNING id");
+        written.extend(returned_ids(conn, sql).await?);
     }
     Ok(written)
 }
 
 /// Soft-deletes every live listing of the account that is not in `present`
-/// (listings that disappeared from Hostaway). Returns how many were deleted.
+/// (listings that disappeared from Hostaway). Returns the ids deleted.
 pub async fn delete_missing_listings<C: ConnectionTrait>(
     conn: &C,
     account_id: i64,
     present: &[i64],
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
+) -> Result<Vec<i64>, DbErr> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("SELECT id FROM listings WHERE deleted_at IS NULL AND account_id = ")
         .bind(account_id);

@@ -9,7 +9,7 @@ both_backends!(
 );
 
 async fn health_ready_and_metrics_answer(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     let health = app.http.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     assert_eq!(
@@ -38,7 +38,7 @@ async fn health_ready_and_metrics_answer(backend: Backend) {
 }
 
 async fn ready_reports_503_when_the_database_is_gone(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let mut app = spawn_app(backend).await;
     app.db.close_by_ref().await.unwrap();
     let ready = app.http.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);

@@ -190,6 +190,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub handle: ServerHandle,
     pub test_db: TestDb,
+    pub sim: Option<sync_hostaway::sim::Simulator>,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestApp {
@@ -197,9 +199,55 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub async fn stop(&self) {
-        self.handle.stop(true).await;
+    pub fn sim(&self) -> &sync_hostaway::sim::Simulator {
+        self.sim
+            .as_ref()
+            .expect("this app was started with a simulator")
     }
+
+    /// An admin request with the bearer token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth("test-admin-token")
+    }
+
+    /// Posts a webhook body with the global test credentials.
+    pub async fn deliver(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/hostaway/webhooks"))
+            .basic_auth("hostaway", Some("test-webhook-password"))
+            .json(body)
+            .send()
+            .await
+            .expect("delivery reaches the service")
+    }
+
+    /// Stops the HTTP server and drains the actors.
+    pub async fn stop(&mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+
+    /// Stops this instance and starts a new one on the same database and
+    /// simulator (a service restart).
+    pub async fn restart(mut self, overrides: &[(&str, &str)]) -> TestApp {
+        self.stop().await;
+        let sim = self.sim.take();
+        let test_db = self.test_db;
+        boot(test_db, sim, overrides).await
+    }
+}
+
+/// What a test wants started.
+#[derive(Default)]
+pub struct AppOptions<'a> {
+    pub sim: Option<sync_hostaway::sim::SimConfig>,
+    pub overrides: &'a [(&'a str, &'a str)],
+    /// Register webhooks: point `webhooks.public_base_url` at the service.
+    pub public_url: bool,
 }
 
 pub fn http_client() -> reqwest::Client {
@@ -217,20 +265,58 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the service on `test_db` with config overrides.
 pub async fn spawn_app_with(test_db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
+    boot(test_db, None, overrides).await
+}
+
+/// Starts a simulator and the service pointed at it.
+pub async fn spawn_with(backend: Backend, options: AppOptions<'_>) -> TestApp {
+    let sim = match options.sim {
+        Some(config) => Some(start_sim(config).await),
+        None => None,
+    };
+    let mut overrides: Vec<(&str, &str)> = options.overrides.to_vec();
+    let public = "public";
+    if options.public_url {
+        overrides.push(("webhooks.public_base_url", public));
+    }
+    boot(TestDb::new(backend), sim, &overrides).await
+}
+
+async fn boot(
+    test_db: TestDb,
+    sim: Option<sync_hostaway::sim::Simulator>,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     drop_stale_pg_schemas().await;
-    let settings = test_db.settings(overrides);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = format!("http://{}", listener.local_addr().expect("address"));
+    let mut all: Vec<(String, String)> = Vec::new();
+    if let Some(sim) = &sim {
+        all.push(("hostaway.base_url".into(), sim.base_url()));
+    }
+    for (key, value) in overrides {
+        // "public" stands for this instance's own address.
+        let value = if *key == "webhooks.public_base_url" && *value == "public" {
+            address.clone()
+        } else {
+            value.to_string()
+        };
+        all.push((key.to_string(), value));
+    }
+    let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let settings = test_db.settings(&refs);
     let app = Application::build_with(
         settings,
         BuildOptions {
             handle_signals: false,
+            listener: Some(listener),
         },
     )
     .await
     .expect("service starts");
-    let address = format!("http://{}", app.address());
     let ctx = app.context();
     let handle = app.handle();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let running = actix_web::rt::spawn(app.run_until_stopped());
     TestApp {
         address,
         http: http_client(),
@@ -238,6 +324,8 @@ pub async fn spawn_app_with(test_db: TestDb, overrides: &[(&str, &str)]) -> Test
         ctx,
         handle,
         test_db,
+        sim,
+        running: Some(running),
     }
 }
 
@@ -257,4 +345,152 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A simulator config for tests: account 1001 with secret "secret", limits
+/// off, tokens usable at once, fast delivery retries.
+pub fn sim_config(dataset: sync_hostaway::sim::DatasetSize) -> sync_hostaway::sim::SimConfig {
+    use sync_hostaway::sim::{SimAccount, SimConfig, SimRateLimits};
+    let defaults = SimConfig::default();
+    SimConfig {
+        accounts: vec![SimAccount {
+            account_id: 1001,
+            client_secret: "secret".into(),
+        }],
+        dataset,
+        rate_limits: SimRateLimits {
+            enabled: false,
+            ..defaults.rate_limits
+        },
+        token_ready_delay_ms: 0,
+        delivery_retry_base_ms: 20,
+        delivery_timeout_ms: 5_000,
+        ..defaults
+    }
+}
+
+pub async fn start_sim(config: sync_hostaway::sim::SimConfig) -> sync_hostaway::sim::Simulator {
+    sync_hostaway::install_tls_provider();
+    sync_hostaway::sim::Simulator::start(config, 0)
+        .await
+        .expect("simulator starts")
+}
+
+/// Test settings pointing the Hostaway client at `sim` (no database needed).
+pub fn client_settings(
+    sim: &sync_hostaway::sim::Simulator,
+    overrides: &[(&str, &str)],
+) -> Settings {
+    let mut all = vec![("hostaway.base_url".to_string(), sim.base_url())];
+    all.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Settings::load_with(LoadOptions {
+        config_dir: Some(config_dir()),
+        environment: Some(Environment::Test),
+        env_vars: Some(HashMap::new()),
+        overrides: all,
+    })
+    .expect("test settings are valid")
+}
+
+/// Compares the mirror of `account_id` with the simulator's data: the same
+/// listings (live ones), reservations and message threads, payloads equal.
+pub async fn mirror_diff(app: &TestApp, account_id: i64) -> Option<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use std::collections::BTreeMap;
+    let truth = app
+        .sim()
+        .state()
+        .dataset(account_id)
+        .expect("account in simulator");
+    let listings: BTreeMap<i64, serde_json::Value> = entities::listing::Entity::find()
+        .filter(entities::listing::Column::AccountId.eq(account_id))
+        .filter(entities::listing::Column::DeletedAt.is_null())
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.id, l.raw_payload))
+        .collect();
+    let expected: BTreeMap<i64, serde_json::Value> = truth
+        .listings
+        .iter()
+        .map(|l| (l["id"].as_i64().unwrap(), l.clone()))
+        .collect();
+    if listings != expected {
+        return Some(format!(
+            "listings differ: mirror has {} ids, simulator {}",
+            listings.len(),
+            expected.len()
+        ));
+    }
+    let reservations: BTreeMap<i64, serde_json::Value> = entities::reservation::Entity::find()
+        .filter(entities::reservation::Column::AccountId.eq(account_id))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.id, r.raw_payload))
+        .collect();
+    let expected: BTreeMap<i64, serde_json::Value> = truth
+        .reservations
+        .iter()
+        .map(|r| (r["id"].as_i64().unwrap(), r.clone()))
+        .collect();
+    if reservations.len() != expected.len() {
+        return Some(format!(
+            "reservation count differs: mirror {}, simulator {}",
+            reservations.len(),
+            expected.len()
+        ));
+    }
+    for (id, payload) in &expected {
+        if reservations.get(id) != Some(payload) {
+            return Some(format!("reservation {id} differs"));
+        }
+    }
+    let threads: BTreeMap<i64, serde_json::Value> = entities::message_thread::Entity::find()
+        .filter(entities::message_thread::Column::AccountId.eq(account_id))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.reservation_id, t.raw_messages))
+        .collect();
+    let mut expected_threads: BTreeMap<i64, Vec<serde_json::Value>> = BTreeMap::new();
+    for conversation in &truth.conversations {
+        let conversation_id = conversation["id"].as_i64().unwrap();
+        let reservation_id =
+            sync_hostaway::hostaway::decode::id(&conversation["reservationId"]).unwrap();
+        let messages = truth
+            .messages
+            .get(&conversation_id)
+            .cloned()
+            .unwrap_or_default();
+        if messages.is_empty() {
+            continue;
+        }
+        expected_threads
+            .entry(reservation_id)
+            .or_default()
+            .extend(messages);
+    }
+    if threads.len() != expected_threads.len() {
+        return Some(format!(
+            "thread count differs: mirror {}, simulator {}",
+            threads.len(),
+            expected_threads.len()
+        ));
+    }
+    for (reservation_id, messages) in expected_threads {
+        let expected =
+            serde_json::Value::Array(sync_hostaway::store::rows::merge_messages(vec![], messages));
+        if threads.get(&reservation_id) != Some(&expected) {
+            return Some(format!("thread of reservation {reservation_id} differs"));
+        }
+    }
+    None
 }

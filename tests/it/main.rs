@@ -4,6 +4,11 @@
 #[allow(dead_code)] // each module uses a different part of the harness
 mod helpers;
 
+mod accounts;
+mod actors;
 mod config;
 mod health;
+mod hostaway_client;
 mod storage;
+mod sync;
+mod webhooks;

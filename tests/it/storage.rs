@@ -128,12 +128,24 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
         .filter_map(|l| rows::listing_row(OWNER, l.clone()))
         .collect();
     let t0 = Utc::now();
-    assert_eq!(upserts::upsert_listings(&db, &rows, t0).await.unwrap(), 3);
+    assert_eq!(
+        upserts::upsert_listings(&db, &rows, t0)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let first = updated_at_of(&db, "listings", "id", 310501).await;
 
     // Unchanged: nothing written, updated_at kept.
     let t1 = t0 + Duration::seconds(5);
-    assert_eq!(upserts::upsert_listings(&db, &rows, t1).await.unwrap(), 0);
+    assert_eq!(
+        upserts::upsert_listings(&db, &rows, t1)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     assert_eq!(updated_at_of(&db, "listings", "id", 310501).await, first);
 
     // Changed: one row written, its updated_at moves, the others stay.
@@ -141,7 +153,10 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
     changed[0].payload["price"] = json!(199.0);
     let t2 = t0 + Duration::seconds(10);
     assert_eq!(
-        upserts::upsert_listings(&db, &changed, t2).await.unwrap(),
+        upserts::upsert_listings(&db, &changed, t2)
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert!(updated_at_of(&db, "listings", "id", 310501).await > first);
@@ -163,13 +178,15 @@ async fn reservation_upsert_refuses_stale_versions(backend: Backend) {
     assert_eq!(
         upserts::upsert_reservations(&db, &newer, now)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     assert_eq!(
         upserts::upsert_reservations(&db, &older, now + Duration::seconds(1))
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         0,
         "an older version never replaces a newer one"
     );
@@ -187,7 +204,8 @@ async fn reservation_upsert_refuses_stale_versions(backend: Backend) {
     assert_eq!(
         upserts::upsert_reservations(&db, &newest, now + Duration::seconds(2))
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     let stored = entities::reservation::Entity::find_by_id(1)
@@ -214,7 +232,8 @@ async fn invalid_rows_are_skipped_not_fatal(backend: Backend) {
     assert_eq!(
         upserts::upsert_reservations(&db, &rows, Utc::now())
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     assert!(rows::listing_row(OWNER, json!({"name": "no id"})).is_none());
@@ -229,7 +248,10 @@ async fn unchanged_batch_of_1000_reservations_keeps_updated_at(backend: Backend)
     let rows = reservation_rows(&payloads);
     let t0 = Utc::now();
     assert_eq!(
-        upserts::upsert_reservations(&db, &rows, t0).await.unwrap(),
+        upserts::upsert_reservations(&db, &rows, t0)
+            .await
+            .unwrap()
+            .len(),
         1000
     );
     let before = all_updated_at(&db).await;
@@ -237,7 +259,7 @@ async fn unchanged_batch_of_1000_reservations_keeps_updated_at(backend: Backend)
     let written = upserts::upsert_reservations(&db, &rows, t0 + Duration::seconds(30))
         .await
         .unwrap();
-    assert_eq!(written, 0, "an unchanged batch writes nothing");
+    assert_eq!(written.len(), 0, "an unchanged batch writes nothing");
     assert_eq!(
         all_updated_at(&db).await,
         before,
@@ -275,7 +297,8 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     let thread = entities::message_thread::Entity::find_by_id(51234567)
@@ -302,7 +325,8 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(5))
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         0
     );
     assert_eq!(
@@ -318,7 +342,8 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(10))
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     let thread = entities::message_thread::Entity::find_by_id(51234567)
@@ -403,7 +428,7 @@ async fn missing_listings_are_soft_deleted_and_come_back(backend: Backend) {
     let deleted = upserts::delete_missing_listings(&db, ACCOUNT, &[310501, 310502], now)
         .await
         .unwrap();
-    assert_eq!(deleted, 1);
+    assert_eq!(deleted, vec![310503]);
     let gone = entities::listing::Entity::find_by_id(310503)
         .one(&db)
         .await
@@ -414,7 +439,8 @@ async fn missing_listings_are_soft_deleted_and_come_back(backend: Backend) {
     assert_eq!(
         upserts::upsert_listings(&db, &listings[2..], now)
             .await
-            .unwrap(),
+            .unwrap()
+            .len(),
         1
     );
     let back = entities::listing::Entity::find_by_id(310503)

@@ -1,0 +1,856 @@
+//! AccountActor: one per active account. It does one unit of work at a time
+//! (a batch of inbox rows or a sync run), so a sync and webhook events never
+//! interleave for one account, while accounts proceed in parallel. Inbox rows
+//! are applied in id order; the actor learns of new rows from wake-ups sent
+//! after each inbox commit, and from scanning its pending rows at start (and
+//! after a restart), so a lost wake-up can delay an event but never lose it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
+    ResponseFuture, SpawnHandle, Supervised, WrapFuture,
+};
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tracing::Span;
+
+use super::registrar::{EnsureWebhook, WebhookRegistrar};
+use super::supervision::{RestartDecision, RestartTracker, contain, contain_sync};
+use super::traced::{TraceExt, Traced};
+use super::writers::{ListingChange, Settle, WriteItem, Writers};
+use crate::app::Core;
+use crate::hostaway::webhook::{WebhookEvent, decode_event};
+use crate::hostaway::{AccountClient, Credentials};
+use crate::store::accounts;
+use crate::store::inbox::{self, InboxRow};
+use crate::store::rows::{self, Owner};
+use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
+
+/// New inbox rows for this account (sent after they are committed).
+pub struct Wake {
+    pub rows: Vec<InboxRow>,
+}
+
+impl Message for Wake {
+    type Result = ();
+}
+
+/// Dead letters put back to pending: reload them from the inbox.
+pub struct Requeue {
+    pub ids: Vec<i64>,
+}
+
+impl Message for Requeue {
+    type Result = ();
+}
+
+/// Run a sync; resolves with its report.
+pub struct RunSync {
+    pub request: SyncRequest,
+}
+
+impl Message for RunSync {
+    type Result = Result<SyncReport, SyncError>;
+}
+
+/// The account's row changed (new secret, customer id...): reload it.
+pub struct Reload;
+
+impl Message for Reload {
+    type Result = ();
+}
+
+/// Leave the degraded state and resume work.
+pub struct Resume;
+
+impl Message for Resume {
+    type Result = ();
+}
+
+/// Finish the unit of work in flight, then stay idle for good.
+pub struct Drain;
+
+impl Message for Drain {
+    type Result = ();
+}
+
+struct PendingSync {
+    request: SyncRequest,
+    replies: Vec<oneshot::Sender<Result<SyncReport, SyncError>>>,
+    trigger: Span,
+}
+
+/// Outcome of applying one batch of rows.
+struct Applied {
+    done: Vec<i64>,
+    /// Rows that failed: id, attempts so far, retry time (None = dead letter).
+    failed: Vec<(i64, i32, Option<DateTime<Utc>>)>,
+    /// A handler panicked: restart after recording the failure.
+    panicked: bool,
+}
+
+struct Loaded {
+    row: Option<entities::account::Model>,
+    pending: Vec<InboxRow>,
+    watermark: i64,
+    more: bool,
+}
+
+pub struct AccountActor {
+    account_id: i64,
+    core: Arc<Core>,
+    writers: Writers,
+    registrar: Addr<WebhookRegistrar>,
+    client: Option<AccountClient>,
+    owner: Owner,
+    last_sync_at: Option<DateTime<Utc>>,
+    /// Rows known to be pending, by id.
+    queue: BTreeMap<i64, InboxRow>,
+    /// Highest inbox id the last scan could see; wake-ups at or below it are
+    /// already covered by the scan.
+    watermark: i64,
+    /// The last scan stopped at a page limit: rows above `scan_cursor` are
+    /// still only in the database.
+    more_in_db: bool,
+    scan_cursor: i64,
+    needs_load: bool,
+    busy: bool,
+    syncs: VecDeque<PendingSync>,
+    retry_timer: Option<SpawnHandle>,
+    restarts: RestartTracker,
+    resume_at: Option<tokio::time::Instant>,
+    degraded: bool,
+    draining: bool,
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+/// Rows read per inbox scan.
+const SCAN_PAGE: u64 = 2_000;
+
+impl AccountActor {
+    pub fn new(
+        account_id: i64,
+        core: Arc<Core>,
+        writers: Writers,
+        registrar: Addr<WebhookRegistrar>,
+    ) -> Self {
+        let restarts = RestartTracker::new(&core.settings.actors);
+        AccountActor {
+            account_id,
+            core,
+            writers,
+            registrar,
+            client: None,
+            owner: Owner {
+                account_id,
+                customer_id: None,
+            },
+            last_sync_at: None,
+            queue: BTreeMap::new(),
+            watermark: 0,
+            more_in_db: false,
+            scan_cursor: 0,
+            needs_load: true,
+            busy: false,
+            syncs: VecDeque::new(),
+            retry_timer: None,
+            restarts,
+            resume_at: None,
+            degraded: false,
+            draining: false,
+            drained: Vec::new(),
+        }
+    }
+
+    /// Starts the next unit of work, if any and if idle.
+    fn drive(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.degraded {
+            return;
+        }
+        if self.draining {
+            // Idle for good. The router dropped its address, so actix stops
+            // this actor once nothing else refers to it; stopping it here
+            // could make the supervisor restart it while an address lingers.
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+            return;
+        }
+        if let Some(at) = self.resume_at {
+            let now = tokio::time::Instant::now();
+            if at > now {
+                ctx.run_later(at - now, |act, ctx| act.drive(ctx));
+                return;
+            }
+            self.resume_at = None;
+        }
+        if self.needs_load {
+            self.start_load(ctx);
+        } else if !self.syncs.is_empty() {
+            self.start_sync(ctx);
+        } else {
+            self.start_apply(ctx);
+        }
+    }
+
+    fn start_load(&mut self, ctx: &mut Context<Self>) {
+        self.busy = true;
+        let core = self.core.clone();
+        let account_id = self.account_id;
+        let after = if self.more_in_db { self.scan_cursor } else { 0 };
+        let load_row = self.client.is_none();
+        let work = async move {
+            let row = if load_row {
+                accounts::find(&core.db, account_id).await?
+            } else {
+                None
+            };
+            let watermark = inbox::max_id_for_account(&core.db, account_id).await?;
+            let pending =
+                inbox::pending_for_account(&core.db, account_id, after, SCAN_PAGE).await?;
+            let more = pending.len() as u64 >= SCAN_PAGE;
+            Ok::<_, sea_orm::DbErr>(Loaded {
+                row,
+                pending,
+                watermark,
+                more,
+            })
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
+            act.busy = false;
+            match result {
+                Ok(loaded) => {
+                    if load_row {
+                        match loaded.row {
+                            Some(row) if row.is_active => {
+                                if let Err(err) = act.adopt(&row) {
+                                    tracing::error!(account_id = act.account_id, error = %err, "cannot read the account's secret");
+                                }
+                            }
+                            _ => {
+                                tracing::info!(account_id = act.account_id, "account gone or inactive; stopping its actor");
+                                act.draining = true;
+                                act.drive(ctx);
+                                return;
+                            }
+                        }
+                    }
+                    act.watermark = act.watermark.max(loaded.watermark);
+                    act.more_in_db = loaded.more;
+                    if let Some(last) = loaded.pending.last() {
+                        act.scan_cursor = last.id;
+                    }
+                    for row in loaded.pending {
+                        act.queue.entry(row.id).or_insert(row);
+                    }
+                    act.needs_load = false;
+                    act.drive(ctx);
+                }
+                Err(err) => {
+                    tracing::warn!(account_id = act.account_id, error = %err, "inbox scan failed; retrying");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.drive(ctx));
+                }
+            }
+        }));
+    }
+
+    /// Takes the account's credentials and settings from its stored row.
+    fn adopt(&mut self, row: &entities::account::Model) -> Result<(), crate::crypto::CryptoError> {
+        self.owner = Owner {
+            account_id: row.account_id,
+            customer_id: row.customer_id,
+        };
+        self.last_sync_at = row.last_sync_at;
+        let secret = self.core.cipher.decrypt(&row.client_secret)?;
+        self.client = Some(self.core.hostaway.account(Credentials {
+            account_id: row.account_id,
+            client_secret: SecretString::from(secret),
+        }));
+        Ok(())
+    }
+
+    fn start_sync(&mut self, ctx: &mut Context<Self>) {
+        let Some(pending) = self.syncs.pop_front() else {
+            return;
+        };
+        let Some(client) = self.client.clone() else {
+            let error = SyncError::Unavailable("the account's secret cannot be read".into());
+            for reply in pending.replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+            self.drive(ctx);
+            return;
+        };
+        self.busy = true;
+        let core = self.core.clone();
+        let writers = self.writers.clone();
+        let owner = self.owner;
+        let last_sync_at = self.last_sync_at;
+        let request = pending.request;
+        let account_id = self.account_id;
+        let span = tracing::info_span!(
+            parent: None,
+            "sync.run",
+            otel.name = "sync.run",
+            hostaway.account_id = account_id,
+            sync.mode = request.mode.as_str(),
+            sync.dry_run = request.dry_run,
+        );
+        {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            span.add_link(pending.trigger.context().span().span_context().clone());
+        }
+        let mode_label = request.mode.as_str();
+        let work = async move {
+            let started = std::time::Instant::now();
+            if !request.dry_run {
+                accounts::record_sync_state(&core.db, account_id, "syncing", None, None).await?;
+            }
+            if core
+                .settings
+                .faults
+                .panic_on_sync_accounts
+                .contains(&account_id)
+            {
+                panic!("injected sync panic for account {account_id}");
+            }
+            let context = SyncContext {
+                client: &client,
+                owner,
+                db: &core.db,
+                writers: &writers,
+                settings: &core.settings.sync,
+                concurrency: core.settings.hostaway.concurrency,
+                metrics: &core.metrics,
+                last_sync_at,
+            };
+            let result = sync::run(context, request).await;
+            core.metrics
+                .sync_duration
+                .with_label_values(&[mode_label])
+                .observe(started.elapsed().as_secs_f64());
+            result
+        };
+        let traced = tracing::Instrument::instrument(contain(work), span);
+        ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
+            act.busy = false;
+            let (result, panicked) = match outcome {
+                Ok(result) => (result, false),
+                Err(panic) => (Err(SyncError::Panicked(panic.0)), true),
+            };
+            act.metrics_for_sync(mode_label, &result);
+            act.finish_sync(ctx, request, &result);
+            for reply in pending.replies {
+                let _ = reply.send(result.clone());
+            }
+            if panicked {
+                tracing::error!(
+                    account_id = act.account_id,
+                    "sync panicked; restarting the account actor"
+                );
+                ctx.stop();
+                return;
+            }
+            act.drive(ctx);
+        }));
+    }
+
+    fn metrics_for_sync(&self, mode: &str, result: &Result<SyncReport, SyncError>) {
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.core
+            .metrics
+            .sync_runs
+            .with_label_values(&[mode, outcome])
+            .inc();
+    }
+
+    /// Records the outcome on the account (not for dry runs).
+    fn finish_sync(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: SyncRequest,
+        result: &Result<SyncReport, SyncError>,
+    ) {
+        if request.dry_run {
+            return;
+        }
+        let (state, error, synced_at) = match result {
+            Ok(report) => {
+                self.last_sync_at = Some(report.started_at);
+                ("idle", None, Some(report.started_at))
+            }
+            Err(err) => {
+                tracing::warn!(account_id = self.account_id, error = %err, "sync failed");
+                ("failed", Some(err.to_string()), None)
+            }
+        };
+        let first_sync = synced_at.is_some()
+            && self
+                .core
+                .directory
+                .get(self.account_id)
+                .is_some_and(|e| e.last_sync_at.is_none());
+        let core = self.core.clone();
+        let registrar = self.registrar.clone();
+        let account_id = self.account_id;
+        let record = async move {
+            if let Err(err) = accounts::record_sync_state(
+                &core.db,
+                account_id,
+                state,
+                error.as_deref(),
+                synced_at,
+            )
+            .await
+            {
+                tracing::warn!(account_id, error = %err, "could not record the sync outcome");
+            }
+            if let Some(at) = synced_at {
+                core.directory.set_last_sync(account_id, at);
+            }
+            if first_sync {
+                registrar.do_send(EnsureWebhook { account_id }.traced());
+            }
+        };
+        ctx.spawn(record.into_actor(self));
+    }
+
+    fn start_apply(&mut self, ctx: &mut Context<Self>) {
+        let now = Utc::now();
+        let limit = if self.more_in_db {
+            self.scan_cursor
+        } else {
+            i64::MAX
+        };
+        let max = self.core.settings.webhooks.apply_batch_max;
+        let batch: Vec<InboxRow> = self
+            .queue
+            .range(..=limit)
+            .map(|(_, row)| row)
+            .filter(|row| row.next_attempt_at.is_none_or(|t| t <= now))
+            .take(max)
+            .cloned()
+            .collect();
+        if batch.is_empty() {
+            if self.more_in_db && self.queue.range(..=limit).next().is_none() {
+                self.needs_load = true;
+                self.drive(ctx);
+                return;
+            }
+            self.schedule_retry(ctx);
+            return;
+        }
+        self.busy = true;
+        let work = apply_rows(self.core.clone(), self.writers.clone(), self.owner, batch);
+        ctx.spawn(contain(work).into_actor(self).map(move |outcome, act, ctx| {
+            act.busy = false;
+            match outcome {
+                Ok(applied) => {
+                    for id in applied.done {
+                        act.queue.remove(&id);
+                    }
+                    for (id, attempts, retry_at) in applied.failed {
+                        match retry_at {
+                            Some(at) => {
+                                if let Some(row) = act.queue.get_mut(&id) {
+                                    row.attempts = attempts;
+                                    row.next_attempt_at = Some(at);
+                                }
+                            }
+                            None => {
+                                act.queue.remove(&id);
+                            }
+                        }
+                    }
+                    if applied.panicked {
+                        tracing::error!(account_id = act.account_id, "an event handler panicked; restarting the account actor");
+                        ctx.stop();
+                        return;
+                    }
+                }
+                Err(panic) => {
+                    tracing::error!(account_id = act.account_id, error = %panic, "applying events panicked; restarting the account actor");
+                    ctx.stop();
+                    return;
+                }
+            }
+            act.drive(ctx);
+        }));
+    }
+
+    /// Wakes up when the earliest delayed row becomes due.
+    fn schedule_retry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.retry_timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let next = self.queue.values().filter_map(|r| r.next_attempt_at).min();
+        if let Some(at) = next {
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            self.retry_timer = Some(ctx.run_later(wait + Duration::from_millis(1), |act, ctx| {
+                act.retry_timer = None;
+                act.drive(ctx);
+            }));
+        }
+    }
+}
+
+/// Decodes and applies a batch of rows through the writers; records failures.
+async fn apply_rows(
+    core: Arc<Core>,
+    writers: Writers,
+    owner: Owner,
+    rows: Vec<InboxRow>,
+) -> Applied {
+    let mut applied = Applied {
+        done: Vec::new(),
+        failed: Vec::new(),
+        panicked: false,
+    };
+    let faults = &core.settings.faults;
+    let mut reservations: Vec<(InboxRow, rows::ReservationRow, Span)> = Vec::new();
+    let mut threads: Vec<(InboxRow, Vec<rows::ThreadMerge>, Span)> = Vec::new();
+    let mut listings: Vec<(InboxRow, ListingChange, Span)> = Vec::new();
+    let mut failures: Vec<(InboxRow, String)> = Vec::new();
+
+    for row in rows {
+        let span = tracing::info_span!(
+            parent: None,
+            "account.apply",
+            otel.name = "account.apply",
+            hostaway.account_id = row.account_id,
+            hostaway.event = %row.event_type,
+            inbox.event_id = row.id,
+            inbox.attempt = row.attempts + 1,
+        );
+        crate::telemetry::set_remote_parent(&span, row.traceparent.as_deref());
+        let decoded = span.in_scope(|| {
+            contain_sync(|| -> Result<WebhookEvent, String> {
+                let event = decode_event(&row.event_type, &row.payload)?;
+                if let WebhookEvent::Reservation(data) | WebhookEvent::Message(data) = &event {
+                    let key = if matches!(event, WebhookEvent::Reservation(_)) {
+                        "id"
+                    } else {
+                        "reservationId"
+                    };
+                    if let Some(id) = crate::hostaway::decode::id_field(data, key) {
+                        if faults.panic_on_reservation_ids.contains(&id) {
+                            panic!("injected panic applying reservation {id}");
+                        }
+                        if faults.fail_on_reservation_ids.contains(&id) {
+                            return Err(format!("injected failure applying reservation {id}"));
+                        }
+                    }
+                }
+                Ok(event)
+            })
+        });
+        match decoded {
+            Err(panic) => {
+                applied.panicked = true;
+                failures.push((row, panic.to_string()));
+            }
+            Ok(Err(reason)) => failures.push((row, reason)),
+            Ok(Ok(WebhookEvent::Reservation(data))) => match rows::reservation_row(owner, data) {
+                Some(r) => reservations.push((row, r, span)),
+                None => failures.push((row, "reservation without id or listingMapId".into())),
+            },
+            Ok(Ok(WebhookEvent::Message(data))) => {
+                let merges = rows::thread_merges(owner, vec![data]);
+                if merges.is_empty() {
+                    failures.push((row, "message without id or reservationId".into()));
+                } else {
+                    threads.push((row, merges, span));
+                }
+            }
+            Ok(Ok(WebhookEvent::Listing(data))) => match rows::listing_row(owner, data) {
+                Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
+                None => failures.push((row, "listing without an id".into())),
+            },
+            Ok(Ok(WebhookEvent::ListingDeleted(id))) => listings.push((
+                row,
+                ListingChange::Delete {
+                    account_id: owner.account_id,
+                    id,
+                },
+                span,
+            )),
+        }
+    }
+
+    let (r, t, l) = futures::join!(
+        write_group(&reservations, |items, parents| {
+            let writers = writers.clone();
+            async move { writers.write_reservations(items, parents).await }
+        }),
+        write_group(
+            &threads,
+            |items: WriteItem<Vec<Vec<rows::ThreadMerge>>>, parents| {
+                let writers = writers.clone();
+                async move {
+                    let item = WriteItem {
+                        op: items.op.into_iter().flatten().collect(),
+                        settle: items.settle,
+                    };
+                    writers.write_threads(item, parents).await
+                }
+            }
+        ),
+        write_group(&listings, |items, parents| {
+            let writers = writers.clone();
+            async move { writers.write_listings(items, parents).await }
+        }),
+    );
+    for (done, failed) in [r, t, l] {
+        applied.done.extend(done);
+        failures.extend(failed);
+    }
+
+    for (row, error) in failures {
+        let attempts = row.attempts + 1;
+        let max = core.settings.webhooks.max_attempts as i32;
+        let retry_at = (attempts < max).then(|| Utc::now() + backoff(&core, attempts));
+        core.metrics
+            .webhook_apply_failures
+            .with_label_values(&[crate::metrics::event_label(&row.event_type)])
+            .inc();
+        if retry_at.is_none() {
+            core.metrics.webhook_dead_letters.inc();
+            tracing::error!(account_id = row.account_id, inbox_id = row.id, event = %row.event_type, attempts, error = %error, "event dead-lettered");
+        } else {
+            tracing::warn!(account_id = row.account_id, inbox_id = row.id, event = %row.event_type, attempts, error = %error, "event failed; will retry");
+        }
+        match inbox::record_failure(&core.db, row.id, attempts, &error, retry_at).await {
+            Ok(()) => applied.failed.push((row.id, attempts, retry_at)),
+            // Not recorded: leave it pending and try again shortly.
+            Err(err) => {
+                tracing::warn!(inbox_id = row.id, error = %err, "could not record the failure");
+                applied.failed.push((
+                    row.id,
+                    row.attempts,
+                    Some(Utc::now() + chrono::Duration::seconds(1)),
+                ));
+            }
+        }
+    }
+    applied
+}
+
+/// Writes one kind of change for a batch of rows as one request; if that
+/// fails, each row alone, so only the bad rows fail.
+async fn write_group<Op, F, Fut>(
+    group: &[(InboxRow, Op, Span)],
+    write: F,
+) -> (Vec<i64>, Vec<(InboxRow, String)>)
+where
+    Op: Clone,
+    F: Fn(WriteItem<Vec<Op>>, Vec<Span>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<i64>, super::group_commit::BatchError>>,
+{
+    if group.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let item = |rows: &[(InboxRow, Op, Span)]| WriteItem {
+        op: rows.iter().map(|(_, op, _)| op.clone()).collect(),
+        settle: rows
+            .iter()
+            .map(|(row, _, _)| Settle {
+                inbox_id: row.id,
+                event: row.event_type.clone(),
+                received_at: row.received_at,
+            })
+            .collect(),
+    };
+    let spans = |rows: &[(InboxRow, Op, Span)]| rows.iter().map(|(_, _, s)| s.clone()).collect();
+    match write(item(group), spans(group)).await {
+        Ok(_) => (group.iter().map(|(row, _, _)| row.id).collect(), Vec::new()),
+        Err(err) if group.len() == 1 => (Vec::new(), vec![(group[0].0.clone(), err.to_string())]),
+        Err(_) => {
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for one in group.chunks(1) {
+                match write(item(one), spans(one)).await {
+                    Ok(_) => done.push(one[0].0.id),
+                    Err(err) => failed.push((one[0].0.clone(), err.to_string())),
+                }
+            }
+            (done, failed)
+        }
+    }
+}
+
+fn backoff(core: &Core, attempts: i32) -> chrono::Duration {
+    let base = core.settings.webhooks.retry_base_ms.max(1);
+    let exp = base.saturating_mul(1u64 << (attempts.saturating_sub(1).clamp(0, 20) as u32));
+    chrono::Duration::milliseconds(exp.min(core.settings.webhooks.retry_max_ms) as i64)
+}
+
+impl Actor for AccountActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        self.drive(ctx);
+    }
+}
+
+impl Supervised for AccountActor {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.core
+            .metrics
+            .actor_restarts
+            .with_label_values(&["account"])
+            .inc();
+        // Start over from the database: what was applied is marked there.
+        self.queue.clear();
+        self.busy = false;
+        self.needs_load = true;
+        self.more_in_db = false;
+        self.retry_timer = None;
+        match self.restarts.record() {
+            RestartDecision::Resume(delay) => {
+                tracing::warn!(
+                    account_id = self.account_id,
+                    ?delay,
+                    "account actor restarting"
+                );
+                self.resume_at = Some(tokio::time::Instant::now() + delay);
+            }
+            RestartDecision::GiveUp => {
+                tracing::error!(
+                    account_id = self.account_id,
+                    restarts = self.restarts.recent(),
+                    "account actor exceeded its restart limit; marking the account degraded"
+                );
+                self.degraded = true;
+                self.core.directory.set_degraded(self.account_id, true);
+                self.core
+                    .metrics
+                    .accounts_degraded
+                    .set(self.core.directory.degraded_count() as i64);
+                let error = SyncError::Unavailable("account is degraded".into());
+                for pending in self.syncs.drain(..) {
+                    for reply in pending.replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Traced<Wake>> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Traced<Wake>, ctx: &mut Context<Self>) {
+        for row in msg.msg.rows {
+            if row.id > self.watermark {
+                self.queue.entry(row.id).or_insert(row);
+            }
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Traced<Requeue>> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Traced<Requeue>, ctx: &mut Context<Self>) {
+        let db = self.core.db.clone();
+        let ids = msg.msg.ids;
+        ctx.spawn(
+            async move { inbox::rows_by_id(&db, &ids).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    match result {
+                        Ok(rows) => {
+                            for row in rows {
+                                act.queue.insert(row.id, row);
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(account_id = act.account_id, error = %err, "could not reload re-queued events; rescanning");
+                            act.needs_load = true;
+                        }
+                    }
+                    act.drive(ctx);
+                }),
+        );
+    }
+}
+
+impl Handler<Traced<RunSync>> for AccountActor {
+    type Result = ResponseFuture<Result<SyncReport, SyncError>>;
+
+    fn handle(&mut self, msg: Traced<RunSync>, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        if self.degraded {
+            let _ = reply.send(Err(SyncError::Unavailable("account is degraded".into())));
+        } else if let Some(pending) = self.syncs.iter_mut().find(|p| p.request == msg.msg.request) {
+            // Same request already waiting: share its run.
+            pending.replies.push(reply);
+        } else {
+            self.syncs.push_back(PendingSync {
+                request: msg.msg.request,
+                replies: vec![reply],
+                trigger: msg.parent().clone(),
+            });
+        }
+        self.drive(ctx);
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or_else(|_| Err(SyncError::Unavailable("the sync was interrupted".into())))
+        })
+    }
+}
+
+impl Handler<Traced<Reload>> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Traced<Reload>, ctx: &mut Context<Self>) {
+        self.client = None;
+        self.needs_load = true;
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Traced<Resume>> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Traced<Resume>, ctx: &mut Context<Self>) {
+        if self.degraded {
+            tracing::info!(account_id = self.account_id, "resuming a degraded account");
+            self.degraded = false;
+            self.restarts.reset();
+            self.core.directory.set_degraded(self.account_id, false);
+            self.core
+                .metrics
+                .accounts_degraded
+                .set(self.core.directory.degraded_count() as i64);
+            self.needs_load = true;
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Drain> for AccountActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let (done, wait) = oneshot::channel();
+        self.draining = true;
+        self.drained.push(done);
+        if self.degraded {
+            self.degraded = false;
+        }
+        self.drive(ctx);
+        Box::pin(async move {
+            let _ = wait.await;
+        })
+    }
+}

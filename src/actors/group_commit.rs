@@ -1,0 +1,170 @@
+//! Group commit, written once: an actor that queues requests from many callers
+//! and commits them together (one transaction, one statement where possible),
+//! then answers each caller with its own result. While one commit runs, new
+//! requests queue up and go out in the next one, so batches grow with load and
+//! a lone request is committed at once. The inbox (Ingest actor) and the three
+//! entity writers are all `GroupCommit<J>` with their own `BatchJob`.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture,
+    Supervised, WrapFuture,
+};
+use futures::future::LocalBoxFuture;
+use tokio::sync::oneshot;
+use tracing::Span;
+
+use super::supervision::contain;
+use super::traced::Traced;
+use crate::metrics::Metrics;
+
+/// Why a request was not committed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error("commit panicked: {0}")]
+    Panicked(String),
+    #[error("the writer stopped before committing")]
+    Aborted,
+}
+
+/// One kind of batched work.
+pub trait BatchJob: 'static {
+    type Item: Send + Unpin + 'static;
+    type Output: Send + Unpin + 'static;
+    /// Actor kind, for metrics and logs.
+    const ACTOR: &'static str;
+    /// Exported name of the per-request span.
+    const ITEM_SPAN: &'static str;
+
+    /// Commits `items` (each with its own span); one result per item, in order.
+    fn commit(
+        &self,
+        items: Vec<(Self::Item, Span)>,
+    ) -> LocalBoxFuture<'static, Vec<Result<Self::Output, BatchError>>>;
+}
+
+struct Pending<J: BatchJob> {
+    item: J::Item,
+    parents: Vec<Span>,
+    reply: oneshot::Sender<Result<J::Output, BatchError>>,
+}
+
+pub struct GroupCommit<J: BatchJob> {
+    job: Rc<J>,
+    queue: VecDeque<Pending<J>>,
+    committing: bool,
+    max_batch: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl<J: BatchJob> GroupCommit<J> {
+    pub fn new(job: J, max_batch: usize, metrics: Arc<Metrics>) -> Self {
+        GroupCommit {
+            job: Rc::new(job),
+            queue: VecDeque::new(),
+            committing: false,
+            max_batch: max_batch.max(1),
+            metrics,
+        }
+    }
+
+    fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.queue.is_empty() {
+            return;
+        }
+        self.committing = true;
+        let take = self.queue.len().min(self.max_batch);
+        let batch: Vec<Pending<J>> = self.queue.drain(..take).collect();
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let parent = pending.parents.first().cloned().unwrap_or_else(Span::none);
+            let span = tracing::info_span!(
+                parent: &parent,
+                "group_commit.item",
+                otel.name = J::ITEM_SPAN,
+                actor = J::ACTOR,
+                batch.size = take,
+            );
+            {
+                use opentelemetry::trace::TraceContextExt;
+                use tracing_opentelemetry::OpenTelemetrySpanExt;
+                for other in pending.parents.iter().skip(1) {
+                    span.add_link(other.context().span().span_context().clone());
+                }
+            }
+            items.push((pending.item, span));
+            replies.push(pending.reply);
+        }
+        let work = contain(self.job.commit(items));
+        ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
+            act.committing = false;
+            match outcome {
+                Ok(results) => {
+                    let mut results = results.into_iter();
+                    for reply in replies {
+                        let result = results.next().unwrap_or(Err(BatchError::Aborted));
+                        let _ = reply.send(result);
+                    }
+                    act.commit_next(ctx);
+                }
+                Err(panic) => {
+                    tracing::error!(actor = J::ACTOR, error = %panic, "commit panicked; restarting");
+                    for reply in replies {
+                        let _ = reply.send(Err(BatchError::Panicked(panic.0.clone())));
+                    }
+                    // The supervisor restarts us; the queue survives the restart.
+                    ctx.stop();
+                }
+            }
+        }));
+    }
+}
+
+impl<J: BatchJob> Actor for GroupCommit<J> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.commit_next(ctx);
+    }
+}
+
+impl<J: BatchJob> Supervised for GroupCommit<J> {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.committing = false;
+        self.metrics
+            .actor_restarts
+            .with_label_values(&[J::ACTOR])
+            .inc();
+        tracing::warn!(actor = J::ACTOR, "restarting");
+    }
+}
+
+/// The request a caller awaits.
+pub struct Request<J: BatchJob> {
+    pub item: J::Item,
+}
+
+impl<J: BatchJob> Message for Request<J> {
+    type Result = Result<J::Output, BatchError>;
+}
+
+impl<J: BatchJob> Handler<Traced<Request<J>>> for GroupCommit<J> {
+    type Result = ResponseFuture<Result<J::Output, BatchError>>;
+
+    fn handle(&mut self, msg: Traced<Request<J>>, ctx: &mut Context<Self>) -> Self::Result {
+        let (reply, answer) = oneshot::channel();
+        self.queue.push_back(Pending {
+            item: msg.msg.item,
+            parents: msg.parents,
+            reply,
+        });
+        self.commit_next(ctx);
+        Box::pin(async move { answer.await.unwrap_or(Err(BatchError::Aborted)) })
+    }
+}

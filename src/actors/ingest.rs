@@ -1,0 +1,123 @@
+//! The Ingest actor (the design's "HTTP actor"): appends deliveries to the
+//! webhook inbox with group commit, then wakes each account's actor with its
+//! new rows. A delivery is answered only after its transaction committed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::Addr;
+use futures::future::LocalBoxFuture;
+use sea_orm::DatabaseConnection;
+use tracing::{Instrument, Span};
+
+use super::group_commit::{BatchError, BatchJob, GroupCommit};
+use super::router::{AccountRouter, Dispatch};
+use super::traced::TraceExt;
+use crate::metrics::Metrics;
+use crate::store::begin_write;
+use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
+use crate::telemetry::traceparent_of;
+
+pub struct InboxJob {
+    db: DatabaseConnection,
+    metrics: Arc<Metrics>,
+    router: Addr<AccountRouter>,
+}
+
+impl InboxJob {
+    pub fn new(db: DatabaseConnection, metrics: Arc<Metrics>, router: Addr<AccountRouter>) -> Self {
+        InboxJob {
+            db,
+            metrics,
+            router,
+        }
+    }
+}
+
+pub type IngestActor = GroupCommit<InboxJob>;
+
+impl BatchJob for InboxJob {
+    type Item = NewEvent;
+    type Output = Appended;
+    const ACTOR: &'static str = "ingest";
+    const ITEM_SPAN: &'static str = "inbox.append";
+
+    fn commit(
+        &self,
+        items: Vec<(NewEvent, Span)>,
+    ) -> LocalBoxFuture<'static, Vec<Result<Appended, BatchError>>> {
+        let db = self.db.clone();
+        let metrics = self.metrics.clone();
+        let router = self.router.clone();
+        let parent = items
+            .first()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(Span::none);
+        let span = tracing::info_span!(
+            parent: &parent,
+            "inbox.commit",
+            otel.name = "inbox.commit",
+            db.operation.name = "INSERT webhook_events",
+            batch.size = items.len(),
+        );
+        Box::pin(
+            async move {
+                let (mut events, spans): (Vec<NewEvent>, Vec<Span>) = items.into_iter().unzip();
+                // Work done later for an event links to its own append span.
+                for (event, span) in events.iter_mut().zip(&spans) {
+                    event.traceparent = traceparent_of(span).or(event.traceparent.take());
+                }
+                let stored = {
+                    let _timer = metrics.db_timer("inbox_append");
+                    append(&db, &events).await
+                };
+                let results = match stored {
+                    Ok(results) => results,
+                    Err(err) => {
+                        tracing::error!(error = %err, events = events.len(), "inbox append failed");
+                        let error = BatchError::Database(err.to_string());
+                        return events.iter().map(|_| Err(error.clone())).collect();
+                    }
+                };
+                // Wake each account with its new rows, in id order.
+                let mut by_account: BTreeMap<i64, (Vec<InboxRow>, Vec<Span>)> = BTreeMap::new();
+                for ((event, span), result) in events.into_iter().zip(spans).zip(&results) {
+                    match result {
+                        Appended::Stored(id) if event.status == EventStatus::Pending => {
+                            let entry = by_account.entry(event.account_id).or_default();
+                            entry.0.push(InboxRow {
+                                id: *id,
+                                account_id: event.account_id,
+                                event_type: event.event_type,
+                                payload: event.payload,
+                                attempts: 0,
+                                next_attempt_at: None,
+                                traceparent: event.traceparent,
+                                received_at: event.received_at,
+                            });
+                            entry.1.push(span);
+                        }
+                        Appended::Duplicate => metrics.webhook_duplicates.inc(),
+                        Appended::Stored(_) => {}
+                    }
+                }
+                for (account_id, (mut rows, spans)) in by_account {
+                    rows.sort_by_key(|r| r.id);
+                    router.do_send(Dispatch { account_id, rows }.traced_by(spans));
+                }
+                results.into_iter().map(Ok).collect()
+            }
+            .instrument(span),
+        )
+    }
+}
+
+async fn append(
+    db: &DatabaseConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Appended>, sea_orm::DbErr> {
+    let tx = begin_write(db).await?;
+    let results = inbox::append(&tx, events).await?;
+    tx.commit().await?;
+    Ok(results)
+}

@@ -1,0 +1,103 @@
+//! The actor system, wired in one place. Every long-lived actor runs under an
+//! actix `Supervisor`; handlers contain panics (see `supervision`) so a
+//! failing actor stops itself and is restarted with its state reset.
+//!
+//! ```text
+//! System arbiter
+//! ├─ Supervisor ─ ListingWriter        ┐
+//! ├─ Supervisor ─ ReservationWriter    ├ GroupCommit<Writer<_>>: the only writers of entity tables
+//! ├─ Supervisor ─ MessageThreadWriter  ┘
+//! ├─ Supervisor ─ WebhookRegistrar       subscriptions at Hostaway
+//! ├─ Supervisor ─ AccountRouter          account_id → AccountActor
+//! │                └─ Supervisor ─ AccountActor × N   (on the account arbiters)
+//! ├─ Supervisor ─ IngestActor            GroupCommit<InboxJob>: durable inbox appends
+//! └─ Supervisor ─ Scheduler              periodic reconciliation syncs, inbox pruning
+//! ```
+
+pub mod account;
+pub mod group_commit;
+pub mod ingest;
+pub mod registrar;
+pub mod router;
+pub mod scheduler;
+pub mod supervision;
+pub mod traced;
+pub mod writers;
+
+use std::sync::Arc;
+
+use actix::{Addr, Arbiter, Supervisor};
+
+use crate::app::Core;
+use group_commit::GroupCommit;
+use ingest::{InboxJob, IngestActor};
+use registrar::WebhookRegistrar;
+use router::AccountRouter;
+use scheduler::Scheduler;
+use writers::Writers;
+
+/// Addresses of the running actors.
+pub struct ActorSystem {
+    pub writers: Writers,
+    pub registrar: Addr<WebhookRegistrar>,
+    pub router: Addr<AccountRouter>,
+    pub ingest: Addr<IngestActor>,
+    pub scheduler: Addr<Scheduler>,
+    arbiters: Vec<Arbiter>,
+}
+
+impl ActorSystem {
+    /// Starts the tree on the current actix system. `with_scheduler` is off for
+    /// one-shot commands (`sync-hostaway sync`).
+    pub fn start(core: Arc<Core>, with_scheduler: bool) -> ActorSystem {
+        let settings = &core.settings;
+        let arbiter_count = match settings.actors.account_arbiters {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
+        let handles = arbiters.iter().map(Arbiter::handle).collect();
+
+        let writers = Writers::start(&core.db, &core.metrics, settings.webhooks.ingest_batch_max);
+        let registrar = {
+            let core = core.clone();
+            Supervisor::start(move |_| WebhookRegistrar::new(core))
+        };
+        let router = {
+            let (core, writers, registrar) = (core.clone(), writers.clone(), registrar.clone());
+            Supervisor::start(move |_| AccountRouter::new(core, writers, registrar, handles))
+        };
+        let ingest = {
+            let (db, metrics, router) = (core.db.clone(), core.metrics.clone(), router.clone());
+            let max_batch = settings.webhooks.ingest_batch_max;
+            Supervisor::start(move |_| {
+                GroupCommit::new(
+                    InboxJob::new(db, metrics.clone(), router),
+                    max_batch,
+                    metrics,
+                )
+            })
+        };
+        let scheduler = {
+            let (core, router) = (core.clone(), router.clone());
+            Supervisor::start(move |_| Scheduler::new(core, router, with_scheduler))
+        };
+        ActorSystem {
+            writers,
+            registrar,
+            router,
+            ingest,
+            scheduler,
+            arbiters,
+        }
+    }
+
+    /// Drains the account actors (bounded by `actors.shutdown_timeout_secs`)
+    /// and stops the account arbiters.
+    pub async fn stop(&self) {
+        let _ = self.router.send(router::Shutdown).await;
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! Scheduler: asks each active account for a reconciliation sync every
+//! `sync.reconcile_interval_secs`, each account at its own jittered time so
+//! they never all start together (Hostaway's per-IP limit is shared).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, WrapFuture};
+use chrono::Utc;
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::router::{AccountRouter, SyncAccount};
+use super::supervision::contain_sync;
+use super::traced::TraceExt;
+use crate::app::Core;
+use crate::store::inbox;
+use crate::sync::{SyncMode, SyncRequest};
+
+/// How often processed inbox rows past their retention are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+pub struct Scheduler {
+    core: Arc<Core>,
+    router: Addr<AccountRouter>,
+    enabled: bool,
+    due: HashMap<i64, Instant>,
+    next_prune: Instant,
+}
+
+impl Scheduler {
+    pub fn new(core: Arc<Core>, router: Addr<AccountRouter>, enabled: bool) -> Self {
+        Scheduler {
+            core,
+            router,
+            enabled,
+            due: HashMap::new(),
+            next_prune: Instant::now(),
+        }
+    }
+
+    /// Removes processed and ignored inbox rows older than the retention.
+    fn prune(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if now < self.next_prune {
+            return;
+        }
+        self.next_prune = now + PRUNE_EVERY;
+        let core = self.core.clone();
+        let days = i64::from(core.settings.webhooks.retention_days);
+        ctx.spawn(
+            async move {
+                let before = Utc::now() - chrono::Duration::days(days);
+                match inbox::prune(&core.db, before).await {
+                    Ok(0) => {}
+                    Ok(pruned) => {
+                        core.metrics.inbox_pruned.inc_by(pruned);
+                        tracing::info!(
+                            pruned,
+                            retention_days = days,
+                            "pruned processed inbox rows"
+                        );
+                    }
+                    Err(err) => tracing::warn!(error = %err, "inbox pruning failed"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_secs(self.core.settings.sync.reconcile_interval_secs)
+    }
+
+    /// The interval with +/- `sync.jitter_ratio` of random spread.
+    fn jittered(&self) -> Duration {
+        let ratio = self.core.settings.sync.jitter_ratio;
+        let factor = if ratio > 0.0 {
+            rand::rng().random_range(1.0 - ratio..=1.0 + ratio)
+        } else {
+            1.0
+        };
+        self.interval().mul_f64(factor)
+    }
+
+    /// When an account first seen now should be reconciled: one interval after
+    /// its last sync, or soon (spread over up to a minute) if that has passed.
+    fn first_due(&self, last_sync: Option<chrono::DateTime<Utc>>, now: Instant) -> Instant {
+        let spread = self.interval().min(Duration::from_secs(60));
+        let soon = now + spread.mul_f64(rand::rng().random_range(0.0..=1.0));
+        match last_sync {
+            Some(at) => {
+                let since = (Utc::now() - at).to_std().unwrap_or(Duration::ZERO);
+                match self.jittered().checked_sub(since) {
+                    Some(left) if !left.is_zero() => now + left,
+                    _ => soon,
+                }
+            }
+            None => soon,
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        let active = self.core.directory.active();
+        let ids: std::collections::HashSet<i64> = active.iter().map(|e| e.account_id).collect();
+        self.due.retain(|id, _| ids.contains(id));
+        for entry in active {
+            if entry.degraded {
+                continue;
+            }
+            let due = match self.due.get(&entry.account_id) {
+                Some(due) => *due,
+                None => {
+                    let due = self.first_due(entry.last_sync_at, now);
+                    self.due.insert(entry.account_id, due);
+                    due
+                }
+            };
+            if due <= now {
+                let span = tracing::info_span!(
+                    "scheduler.reconcile",
+                    hostaway.account_id = entry.account_id
+                );
+                let _entered = span.enter();
+                self.router.do_send(
+                    SyncAccount {
+                        account_id: entry.account_id,
+                        request: SyncRequest {
+                            mode: SyncMode::Incremental,
+                            dry_run: false,
+                        },
+                    }
+                    .traced(),
+                );
+                self.due.insert(entry.account_id, now + self.jittered());
+            }
+        }
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if !self.enabled {
+            return;
+        }
+        let tick = Duration::from_millis(self.core.settings.sync.scheduler_tick_ms.max(10));
+        ctx.run_interval(tick, |act, ctx| {
+            if let Err(panic) = contain_sync(|| act.tick()) {
+                tracing::error!(error = %panic, "scheduler tick panicked; restarting");
+                ctx.stop();
+                return;
+            }
+            act.prune(ctx);
+        });
+    }
+}
+
+impl Supervised for Scheduler {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        self.core
+            .metrics
+            .actor_restarts
+            .with_label_values(&["scheduler"])
+            .inc();
+    }
+}

@@ -1,0 +1,818 @@
+//! The Hostaway API client. Every request goes through the rate limiter, carries
+//! the account's cached token (refreshed once, single flight, on 403/401), and is
+//! retried with exponential backoff and jitter on 429, 5xx, connect errors and
+//! timeouts; 400/404/422 and other 4xx are final. Each request is one span and
+//! one set of metrics, labelled by route template, never by token or id.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{Instrument, field::Empty};
+
+use super::decode;
+use super::error::HostawayError;
+use super::ratelimit::RateLimiter;
+use super::tokens::{Token, TokenCache, TokenStore};
+use super::types::{Envelope, TokenResponse, WebhookRegistration, WebhookSpec};
+use crate::config::HostawaySettings;
+use crate::metrics::Metrics;
+
+/// Route templates, used as the `endpoint` label of spans, metrics and errors.
+pub mod endpoints {
+    pub const ACCESS_TOKENS: &str = "POST /v1/accessTokens";
+    pub const REVOKE_TOKEN: &str = "DELETE /v1/accessTokens";
+    pub const LISTINGS: &str = "GET /v1/listings";
+    pub const LISTING: &str = "GET /v1/listings/{id}";
+    pub const RESERVATIONS: &str = "GET /v1/reservations";
+    pub const RESERVATION: &str = "GET /v1/reservations/{id}";
+    pub const CONVERSATIONS: &str = "GET /v1/conversations";
+    pub const MESSAGES: &str = "GET /v1/conversations/{id}/messages";
+    pub const WEBHOOKS_LIST: &str = "GET /v1/webhooks/unifiedWebhooks";
+    pub const WEBHOOK_CREATE: &str = "POST /v1/webhooks/unifiedWebhooks";
+    pub const WEBHOOK_GET: &str = "GET /v1/webhooks/unifiedWebhooks/{id}";
+    pub const WEBHOOK_UPDATE: &str = "PUT /v1/webhooks/unifiedWebhooks/{id}";
+    pub const WEBHOOK_DELETE: &str = "DELETE /v1/webhooks/unifiedWebhooks/{id}";
+}
+
+/// An account's API credentials.
+#[derive(Clone)]
+pub struct Credentials {
+    pub account_id: i64,
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("account_id", &self.account_id)
+            .field("client_secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Shared by every account: HTTP connection pool, limiter, token cache.
+#[derive(Clone)]
+pub struct HostawayClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    settings: HostawaySettings,
+    limiter: RateLimiter,
+    tokens: TokenCache,
+    metrics: Arc<Metrics>,
+}
+
+enum Body {
+    Empty,
+    Json(Value),
+    Form(Vec<(&'static str, String)>),
+}
+
+/// One logical request (retried as a unit).
+struct Call {
+    method: Method,
+    path: String,
+    endpoint: &'static str,
+    query: Vec<(&'static str, String)>,
+    body: Body,
+}
+
+impl Call {
+    fn new(method: Method, path: impl Into<String>, endpoint: &'static str) -> Self {
+        Call {
+            method,
+            path: path.into(),
+            endpoint,
+            query: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
+    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.query.push((key, value.to_string()));
+        self
+    }
+
+    fn json(mut self, body: Value) -> Self {
+        self.body = Body::Json(body);
+        self
+    }
+}
+
+/// What one attempt produced.
+enum Attempt {
+    Ok(bytes::Bytes),
+    Status {
+        status: StatusCode,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    Timeout,
+    Connect(String),
+}
+
+impl HostawayClient {
+    pub fn new(
+        settings: &HostawaySettings,
+        metrics: Arc<Metrics>,
+        store: Option<Arc<dyn TokenStore>>,
+    ) -> Result<Self, HostawayError> {
+        crate::install_tls_provider();
+        let http = reqwest::Client::builder()
+            .timeout(settings.request_timeout())
+            .connect_timeout(settings.request_timeout().min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(settings.concurrency.max(4))
+            .user_agent(concat!("sync-hostaway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HostawayError::Connect {
+                endpoint: "client".into(),
+                message: e.without_url().to_string(),
+            })?;
+        Ok(HostawayClient {
+            inner: Arc::new(Inner {
+                http,
+                base_url: settings.base_url.trim_end_matches('/').to_string(),
+                limiter: RateLimiter::new(&settings.rate_limit),
+                tokens: TokenCache::new(
+                    store,
+                    Duration::from_secs(settings.token_refresh_margin_secs),
+                ),
+                settings: settings.clone(),
+                metrics,
+            }),
+        })
+    }
+
+    /// A client bound to one account's credentials.
+    pub fn account(&self, credentials: Credentials) -> AccountClient {
+        AccountClient {
+            client: self.clone(),
+            credentials: Arc::new(credentials),
+        }
+    }
+
+    /// Drops what is cached for an account (its secret changed, or it is gone).
+    pub fn forget_account(&self, account_id: i64) {
+        self.inner.tokens.forget(account_id);
+        self.inner.limiter.forget(account_id);
+    }
+
+    pub fn settings(&self) -> &HostawaySettings {
+        &self.inner.settings
+    }
+}
+
+impl Inner {
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self.settings.retry_base_ms.max(1) as f64;
+        let exp = base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
+        let capped = exp.min(self.settings.retry_max_ms.max(1) as f64);
+        // Jitter between half and the whole delay, so retries spread out.
+        let jittered = capped * rand::rng().random_range(0.5..=1.0);
+        Duration::from_millis(jittered as u64)
+    }
+
+    /// Sends one attempt and records its span and metrics.
+    async fn send_once(
+        &self,
+        call: &Call,
+        token: Option<&str>,
+        account_id: i64,
+        attempt: u32,
+    ) -> Attempt {
+        let span = tracing::info_span!(
+            "hostaway.request",
+            otel.name = call.endpoint,
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = %call.method,
+            url.template = call.endpoint,
+            server.address = Empty,
+            http.response.status_code = Empty,
+            hostaway.account_id = account_id,
+            hostaway.attempt = attempt,
+            error.type = Empty,
+        );
+        let url = format!("{}{}", self.base_url, call.path);
+        let mut request = self
+            .http
+            .request(call.method.clone(), &url)
+            .query(&call.query)
+            .header(reqwest::header::CACHE_CONTROL, "no-cache");
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request = match &call.body {
+            Body::Empty => request,
+            Body::Json(body) => request.json(body),
+            Body::Form(fields) => request.form(fields),
+        };
+        let started = Instant::now();
+        let outcome = async {
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(err) => return classify(err),
+            };
+            let status = response.status();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = match response.bytes().await {
+                Ok(body) => body,
+                Err(err) => return classify(err),
+            };
+            if status.is_success() {
+                Attempt::Ok(body)
+            } else {
+                Attempt::Status {
+                    status,
+                    message: error_message(&body),
+                    retry_after,
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+
+        let status_label = match &outcome {
+            Attempt::Ok(_) => "200".to_string(),
+            Attempt::Status { status, .. } => status.as_u16().to_string(),
+            Attempt::Timeout => "timeout".to_string(),
+            Attempt::Connect(_) => "error".to_string(),
+        };
+        match &outcome {
+            Attempt::Ok(_) => {
+                span.record("http.response.status_code", 200);
+            }
+            Attempt::Status { status, .. } => {
+                span.record("http.response.status_code", status.as_u16());
+                span.record("error.type", status.as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+            Attempt::Timeout => {
+                span.record("error.type", "timeout");
+                span.record("otel.status_code", "ERROR");
+            }
+            Attempt::Connect(_) => {
+                span.record("error.type", "connect");
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        self.metrics
+            .hostaway_requests
+            .with_label_values(&[call.endpoint, &status_label])
+            .inc();
+        self.metrics
+            .hostaway_latency
+            .with_label_values(&[call.endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        if matches!(&outcome, Attempt::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS)
+        {
+            self.metrics.hostaway_rate_limited.inc();
+        }
+        outcome
+    }
+
+    /// The wait before retrying `outcome`, or `None` when it must not be retried.
+    fn retry_delay(&self, outcome: &Attempt, attempt: u32) -> Option<(Duration, &'static str)> {
+        match outcome {
+            Attempt::Ok(_) => None,
+            Attempt::Status {
+                status,
+                retry_after,
+                ..
+            } if *status == StatusCode::TOO_MANY_REQUESTS => {
+                // A 429 waits at least a full window (or Retry-After).
+                let floor = retry_after
+                    .unwrap_or_default()
+                    .max(self.limiter.full_window());
+                Some((floor + self.backoff(attempt), "rate_limited"))
+            }
+            Attempt::Status { status, .. } if status.is_server_error() => {
+                Some((self.backoff(attempt), "server_error"))
+            }
+            Attempt::Status { .. } => None,
+            Attempt::Timeout => Some((self.backoff(attempt), "timeout")),
+            Attempt::Connect(_) => Some((self.backoff(attempt), "connect")),
+        }
+    }
+
+    /// Runs `call` without a token (the token endpoint), with retries.
+    async fn execute_unauthenticated(
+        &self,
+        call: &Call,
+        account_id: i64,
+    ) -> Result<bytes::Bytes, HostawayError> {
+        let max = self.settings.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.limiter.acquire(account_id).await;
+            let outcome = self.send_once(call, None, account_id, attempt).await;
+            if let Attempt::Ok(body) = outcome {
+                return Ok(body);
+            }
+            match self.retry_delay(&outcome, attempt) {
+                Some((delay, reason)) if attempt < max => {
+                    self.metrics
+                        .hostaway_retries
+                        .with_label_values(&[reason])
+                        .inc();
+                    tokio::time::sleep(delay).await;
+                }
+                _ => {
+                    return Err(final_error(
+                        call.endpoint,
+                        outcome,
+                        attempt,
+                        account_id,
+                        true,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Fetches a new token with the client-credentials grant.
+    async fn fetch_token(
+        self: Arc<Self>,
+        credentials: Arc<Credentials>,
+    ) -> Result<Token, HostawayError> {
+        let call = Call {
+            method: Method::POST,
+            path: "/accessTokens".into(),
+            endpoint: endpoints::ACCESS_TOKENS,
+            query: Vec::new(),
+            body: Body::Form(vec![
+                ("grant_type", "client_credentials".into()),
+                ("client_id", credentials.account_id.to_string()),
+                (
+                    "client_secret",
+                    credentials.client_secret.expose_secret().to_string(),
+                ),
+                ("scope", "general".into()),
+            ]),
+        };
+        let body = self
+            .execute_unauthenticated(&call, credentials.account_id)
+            .await?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| HostawayError::Decode {
+                endpoint: endpoints::ACCESS_TOKENS.into(),
+                message: e.to_string(),
+            })?;
+        self.metrics.hostaway_token_refreshes.inc();
+        let lifetime = parsed.expires_in.unwrap_or(24 * 3600).max(0);
+        tracing::info!(
+            account_id = credentials.account_id,
+            expires_in = lifetime,
+            "issued a Hostaway access token"
+        );
+        Ok(Token::new(
+            parsed.access_token,
+            Utc::now() + chrono::Duration::seconds(lifetime),
+            Instant::now() + Duration::from_millis(self.settings.token_ready_delay_ms),
+        ))
+    }
+}
+
+fn classify(err: reqwest::Error) -> Attempt {
+    if err.is_timeout() {
+        Attempt::Timeout
+    } else {
+        // Never keep the URL: the token-revoke call carries a token in it.
+        Attempt::Connect(err.without_url().to_string())
+    }
+}
+
+fn error_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<Envelope>(body) {
+        Ok(envelope) => envelope
+            .error_message()
+            .unwrap_or_else(|| "no message".to_string()),
+        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    }
+}
+
+fn final_error(
+    endpoint: &str,
+    outcome: Attempt,
+    attempts: u32,
+    account_id: i64,
+    token_endpoint: bool,
+) -> HostawayError {
+    let endpoint = endpoint.to_string();
+    match outcome {
+        Attempt::Ok(_) => HostawayError::Decode {
+            endpoint,
+            message: "unexpected success".into(),
+        },
+        Attempt::Status { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
+            HostawayError::RateLimited { endpoint, attempts }
+        }
+        Attempt::Status {
+            status, message, ..
+        } if token_endpoint && status.is_client_error() => HostawayError::AuthFailed {
+            account_id,
+            message: format!("{status}: {message}"),
+        },
+        Attempt::Status {
+            status, message, ..
+        } => HostawayError::Api {
+            endpoint,
+            status: status.as_u16(),
+            message,
+        },
+        Attempt::Timeout => HostawayError::Timeout { endpoint, attempts },
+        Attempt::Connect(message) => HostawayError::Connect { endpoint, message },
+    }
+}
+
+/// The client bound to one account. Cheap to clone.
+#[derive(Clone)]
+pub struct AccountClient {
+    client: HostawayClient,
+    credentials: Arc<Credentials>,
+}
+
+impl AccountClient {
+    pub fn account_id(&self) -> i64 {
+        self.credentials.account_id
+    }
+
+    fn token_fetcher(&self) -> impl FnOnce() -> BoxFuture<'static, Result<Token, HostawayError>> {
+        let inner = self.client.inner.clone();
+        let credentials = self.credentials.clone();
+        move || Box::pin(inner.fetch_token(credentials))
+    }
+
+    /// Makes sure a usable token is cached (fetching one if needed).
+    pub async fn ensure_token(&self) -> Result<(), HostawayError> {
+        self.client
+            .inner
+            .tokens
+            .get(self.account_id(), self.token_fetcher())
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `call` with the account's token and the retry policy.
+    async fn execute(&self, call: &Call) -> Result<Envelope, HostawayError> {
+        let inner = &self.client.inner;
+        let account_id = self.account_id();
+        let max = inner.settings.max_attempts.max(1);
+        let mut token = inner.tokens.get(account_id, self.token_fetcher()).await?;
+        let mut refreshed = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            token.ready().await;
+            inner.limiter.acquire(account_id).await;
+            let outcome = inner
+                .send_once(call, Some(token.expose()), account_id, attempt)
+                .await;
+            let status = match &outcome {
+                Attempt::Ok(body) => return parse_envelope(call.endpoint, body),
+                Attempt::Status { status, .. } => Some(*status),
+                _ => None,
+            };
+            if matches!(
+                status,
+                Some(StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
+            ) {
+                if refreshed {
+                    return Err(HostawayError::AuthFailed {
+                        account_id,
+                        message: format!("a freshly issued token was refused on {}", call.endpoint),
+                    });
+                }
+                refreshed = true;
+                inner
+                    .metrics
+                    .hostaway_retries
+                    .with_label_values(&["token"])
+                    .inc();
+                token = inner
+                    .tokens
+                    .refresh(account_id, &token, self.token_fetcher())
+                    .await?;
+                // A refused token is not a failed attempt.
+                attempt -= 1;
+                continue;
+            }
+            match inner.retry_delay(&outcome, attempt) {
+                Some((delay, reason)) if attempt < max => {
+                    inner
+                        .metrics
+                        .hostaway_retries
+                        .with_label_values(&[reason])
+                        .inc();
+                    tracing::debug!(
+                        endpoint = call.endpoint,
+                        attempt,
+                        ?delay,
+                        reason,
+                        "retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                _ => {
+                    return Err(final_error(
+                        call.endpoint,
+                        outcome,
+                        attempt,
+                        account_id,
+                        false,
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Pages with `limit`/`offset`, using the envelope's `count`: the first
+    /// page, then the rest concurrently (up to `hostaway.concurrency`).
+    async fn list_by_offset(
+        &self,
+        path: &str,
+        endpoint: &'static str,
+        extra: &[(&'static str, String)],
+    ) -> Result<Vec<Value>, HostawayError> {
+        let limit = self.client.inner.settings.page_size.max(1) as i64;
+        let page = |offset: i64| {
+            let mut call = Call::new(Method::GET, path, endpoint)
+                .query("limit", limit)
+                .query("offset", offset);
+            call.query.extend(extra.iter().cloned());
+            call
+        };
+        let first = self.execute(&page(0)).await?;
+        let total = first.count;
+        let mut items = result_array(endpoint, first.result)?;
+        let mut seen: HashSet<i64> = items
+            .iter()
+            .filter_map(|i| decode::id_field(i, "id"))
+            .collect();
+        let first_len = items.len() as i64;
+        match total {
+            Some(total) if total > first_len && first_len > 0 => {
+                // The server may clamp `limit`: step by what it actually returned.
+                let step = first_len.min(limit);
+                let offsets: Vec<i64> = (1..)
+                    .map(|i| i * step)
+                    .take_while(|offset| *offset < total)
+                    .collect();
+                let pages: Vec<Envelope> = futures::stream::iter(offsets)
+                    .map(|offset| {
+                        let call = page(offset);
+                        async move { self.execute(&call).await }
+                    })
+                    .buffered(self.client.inner.settings.concurrency.max(1))
+                    .try_collect()
+                    .await?;
+                for envelope in pages {
+                    for item in result_array(endpoint, envelope.result)? {
+                        if decode::id_field(&item, "id").is_none_or(|id| seen.insert(id)) {
+                            items.push(item);
+                        }
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                // No count: walk pages until a short or empty one.
+                let mut offset = first_len;
+                let mut last_len = first_len;
+                while last_len >= limit {
+                    let envelope = self.execute(&page(offset)).await?;
+                    let batch = result_array(endpoint, envelope.result)?;
+                    last_len = batch.len() as i64;
+                    offset += last_len;
+                    items.extend(
+                        batch
+                            .into_iter()
+                            .filter(|i| decode::id_field(i, "id").is_none_or(|id| seen.insert(id))),
+                    );
+                }
+            }
+        }
+        Ok(items)
+    }
+
+    /// Pages reservations with the `afterId` cursor, ordered by id.
+    async fn list_by_cursor(
+        &self,
+        path: &str,
+        endpoint: &'static str,
+        extra: &[(&'static str, String)],
+    ) -> Result<Vec<Value>, HostawayError> {
+        let limit = self.client.inner.settings.page_size.max(1) as usize;
+        let mut after_id = 0i64;
+        let mut items = Vec::new();
+        loop {
+            let mut call = Call::new(Method::GET, path, endpoint)
+                .query("limit", limit)
+                .query("afterId", after_id);
+            call.query.extend(extra.iter().cloned());
+            let envelope = self.execute(&call).await?;
+            let batch = result_array(endpoint, envelope.result)?;
+            let len = batch.len();
+            let last = batch.iter().filter_map(|i| decode::id_field(i, "id")).max();
+            items.extend(batch);
+            match last {
+                Some(last) if len >= limit && last > after_id => after_id = last,
+                _ => break,
+            }
+        }
+        Ok(items)
+    }
+
+    /// Every listing of the account.
+    pub async fn list_listings(&self) -> Result<Vec<Value>, HostawayError> {
+        self.list_by_offset("/listings", endpoints::LISTINGS, &[])
+            .await
+    }
+
+    pub async fn get_listing(&self, id: i64) -> Result<Value, HostawayError> {
+        let call = Call::new(Method::GET, format!("/listings/{id}"), endpoints::LISTING);
+        Ok(self.execute(&call).await?.result)
+    }
+
+    /// Reservations, all of them or those with activity since `since`.
+    pub async fn list_reservations(
+        &self,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<Vec<Value>, HostawayError> {
+        let extra: Vec<(&'static str, String)> = since
+            .map(|t| vec![("latestActivityStart", decode::format_datetime(t))])
+            .unwrap_or_default();
+        self.list_by_cursor("/reservations", endpoints::RESERVATIONS, &extra)
+            .await
+    }
+
+    pub async fn get_reservation(&self, id: i64) -> Result<Value, HostawayError> {
+        let call = Call::new(
+            Method::GET,
+            format!("/reservations/{id}"),
+            endpoints::RESERVATION,
+        );
+        Ok(self.execute(&call).await?.result)
+    }
+
+    /// Every conversation, each with its latest message and its reservation.
+    pub async fn list_conversations(&self) -> Result<Vec<Value>, HostawayError> {
+        self.list_by_offset(
+            "/conversations",
+            endpoints::CONVERSATIONS,
+            &[("includeResources", "1".into())],
+        )
+        .await
+    }
+
+    /// Every message of one conversation.
+    pub async fn list_messages(&self, conversation_id: i64) -> Result<Vec<Value>, HostawayError> {
+        self.list_by_offset(
+            &format!("/conversations/{conversation_id}/messages"),
+            endpoints::MESSAGES,
+            &[],
+        )
+        .await
+    }
+
+    pub async fn list_webhooks(&self) -> Result<Vec<WebhookRegistration>, HostawayError> {
+        let call = Call::new(
+            Method::GET,
+            "/webhooks/unifiedWebhooks",
+            endpoints::WEBHOOKS_LIST,
+        );
+        let envelope = self.execute(&call).await?;
+        result_array(endpoints::WEBHOOKS_LIST, envelope.result)?
+            .into_iter()
+            .map(|item| decode_registration(endpoints::WEBHOOKS_LIST, item))
+            .collect()
+    }
+
+    pub async fn create_webhook(
+        &self,
+        spec: &WebhookSpec,
+    ) -> Result<WebhookRegistration, HostawayError> {
+        let call = Call::new(
+            Method::POST,
+            "/webhooks/unifiedWebhooks",
+            endpoints::WEBHOOK_CREATE,
+        )
+        .json(to_json(spec));
+        decode_registration(endpoints::WEBHOOK_CREATE, self.execute(&call).await?.result)
+    }
+
+    pub async fn get_webhook(&self, id: i64) -> Result<WebhookRegistration, HostawayError> {
+        let call = Call::new(
+            Method::GET,
+            format!("/webhooks/unifiedWebhooks/{id}"),
+            endpoints::WEBHOOK_GET,
+        );
+        decode_registration(endpoints::WEBHOOK_GET, self.execute(&call).await?.result)
+    }
+
+    pub async fn update_webhook(
+        &self,
+        id: i64,
+        spec: &WebhookSpec,
+    ) -> Result<WebhookRegistration, HostawayError> {
+        let call = Call::new(
+            Method::PUT,
+            format!("/webhooks/unifiedWebhooks/{id}"),
+            endpoints::WEBHOOK_UPDATE,
+        )
+        .json(to_json(spec));
+        decode_registration(endpoints::WEBHOOK_UPDATE, self.execute(&call).await?.result)
+    }
+
+    pub async fn delete_webhook(&self, id: i64) -> Result<(), HostawayError> {
+        let call = Call::new(
+            Method::DELETE,
+            format!("/webhooks/unifiedWebhooks/{id}"),
+            endpoints::WEBHOOK_DELETE,
+        );
+        self.execute(&call).await.map(|_| ())
+    }
+
+    /// Revokes the account's current token at Hostaway and forgets it.
+    pub async fn revoke_token(&self) -> Result<(), HostawayError> {
+        let inner = &self.client.inner;
+        let token = inner
+            .tokens
+            .get(self.account_id(), self.token_fetcher())
+            .await?;
+        let call = Call::new(Method::DELETE, "/accessTokens", endpoints::REVOKE_TOKEN)
+            .query("token", token.expose());
+        let result = inner
+            .execute_unauthenticated(&call, self.account_id())
+            .await;
+        inner.tokens.forget(self.account_id());
+        result.map(|_| ())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    // Serializing plain structs of strings and integers cannot fail.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn parse_envelope(endpoint: &str, body: &[u8]) -> Result<Envelope, HostawayError> {
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| HostawayError::Decode {
+        endpoint: endpoint.to_string(),
+        message: e.to_string(),
+    })?;
+    if envelope.status.as_deref() == Some("fail") {
+        return Err(HostawayError::Api {
+            endpoint: endpoint.to_string(),
+            status: 200,
+            message: envelope.error_message().unwrap_or_default(),
+        });
+    }
+    Ok(envelope)
+}
+
+fn result_array(endpoint: &str, result: Value) -> Result<Vec<Value>, HostawayError> {
+    match result {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(Vec::new()),
+        other => Err(HostawayError::Decode {
+            endpoint: endpoint.to_string(),
+            message: format!("expected a list in `result`, got {}", kind(&other)),
+        }),
+    }
+}
+
+fn decode_registration(endpoint: &str, value: Value) -> Result<WebhookRegistration, HostawayError> {
+    serde_json::from_value(value).map_err(|e| HostawayError::Decode {
+        endpoint: endpoint.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}

@@ -1,0 +1,45 @@
+//! Typed errors of the Hostaway client. Messages name the endpoint (a route
+//! template such as `GET /v1/listings`), never a token or secret.
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HostawayError {
+    /// The token endpoint refused the credentials, or a fresh token was still refused.
+    #[error("Hostaway refused the credentials of account {account_id}: {message}")]
+    AuthFailed { account_id: i64, message: String },
+    #[error("Hostaway kept answering 429 on {endpoint} after {attempts} attempts")]
+    RateLimited { endpoint: String, attempts: u32 },
+    #[error("Hostaway answered {status} on {endpoint}: {message}")]
+    Api {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{endpoint} timed out after {attempts} attempts")]
+    Timeout { endpoint: String, attempts: u32 },
+    #[error("could not reach Hostaway for {endpoint}: {message}")]
+    Connect { endpoint: String, message: String },
+    #[error("could not decode the answer of {endpoint}: {message}")]
+    Decode { endpoint: String, message: String },
+}
+
+impl HostawayError {
+    /// True for errors a later attempt may not see (network, 5xx, 429, timeouts).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HostawayError::RateLimited { .. }
+            | HostawayError::Timeout { .. }
+            | HostawayError::Connect { .. } => true,
+            HostawayError::Api { status, .. } => *status >= 500,
+            HostawayError::AuthFailed { .. } | HostawayError::Decode { .. } => false,
+        }
+    }
+
+    /// The HTTP status Hostaway answered, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HostawayError::Api { status, .. } => Some(*status),
+            HostawayError::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The account API (admin bearer token): create, read, update, delete
+//! accounts, trigger syncs, replay dead letters, rotate webhook credentials.
+//! Secrets are accepted, encrypted, and never returned.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use sea_orm::Set;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::ApiError;
+use super::auth::Admin;
+use super::webhooks::read_body;
+use crate::actors::registrar::{EnsureWebhook, RemoveWebhook, RotateCredentials};
+use crate::actors::router::{AccountChanged, RequeueFor, StopAccount, SyncAccount};
+use crate::actors::traced::TraceExt;
+use crate::app::AppContext;
+use crate::hostaway::Credentials;
+use crate::hostaway::webhook::HANDLED_EVENTS;
+use crate::store::accounts::{self, AccountStoreError, EntityCounts, NewAccount};
+use crate::store::inbox;
+use crate::sync::{SyncMode, SyncRequest};
+
+/// Largest admin request body.
+const ADMIN_BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(Serialize)]
+struct WebhookView {
+    status: String,
+    webhook_id: Option<i64>,
+    last_error: Option<String>,
+    rotating: bool,
+}
+
+#[derive(Serialize)]
+struct AccountView {
+    account_id: i64,
+    customer_id: Option<Uuid>,
+    is_active: bool,
+    status: &'static str,
+    sync_state: String,
+    last_sync_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    ignored_events: Value,
+    webhook: WebhookView,
+    counts: EntityCounts,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+fn view(ctx: &AppContext, row: entities::account::Model, counts: EntityCounts) -> AccountView {
+    let degraded = ctx
+        .directory
+        .get(row.account_id)
+        .is_some_and(|e| e.degraded);
+    let status = match (row.is_active, degraded) {
+        (false, _) => "inactive",
+        (true, true) => "degraded",
+        (true, false) => "active",
+    };
+    AccountView {
+        account_id: row.account_id,
+        customer_id: row.customer_id,
+        is_active: row.is_active,
+        status,
+        sync_state: row.sync_state,
+        last_sync_at: row.last_sync_at,
+        last_error: row.last_error,
+        ignored_events: row.ignored_events,
+        webhook: WebhookView {
+            status: row.webhook_status,
+            webhook_id: row.webhook_id,
+            last_error: row.webhook_error,
+            rotating: row.webhook_pending_login.is_some(),
+        },
+        counts,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+async fn view_of(ctx: &AppContext, row: entities::account::Model) -> Result<AccountView, ApiError> {
+    let counts = accounts::entity_counts(&ctx.db, Some(row.account_id))
+        .await?
+        .remove(&row.account_id)
+        .unwrap_or_default();
+    Ok(view(ctx, row, counts))
+}
+
+fn parse_account_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_path", "the account id must be a positive integer")
+    })
+}
+
+async fn find(ctx: &AppContext, account_id: i64) -> Result<entities::account::Model, ApiError> {
+    accounts::find(&ctx.db, account_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("account {account_id} does not exist")))
+}
+
+/// A `true`/`false` (or `1`/`0`) query flag; absent is false.
+fn query_flag(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+fn require_active(row: &entities::account::Model) -> Result<(), ApiError> {
+    if row.is_active {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "inactive",
+        format!(
+            "account {} is inactive; reactivate it first",
+            row.account_id
+        ),
+    ))
+}
+
+/// Parses a JSON object body, refusing unknown fields.
+async fn object_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    allowed: &[&str],
+) -> Result<Map<String, Value>, ApiError> {
+    let body = read_body(req, payload, ADMIN_BODY_LIMIT).await?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "unknown field `{unknown}` (allowed: {})",
+                allowed.join(", ")
+            ),
+        ));
+    }
+    Ok(map)
+}
+
+fn field_secret(map: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match map.get("client_secret") {
+        None => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 512 => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(ApiError::bad_request(
+            "invalid_body",
+            "client_secret must be a non-empty string of at most 512 characters",
+        )),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "client_secret must be a string",
+        )),
+    }
+}
+
+/// `Some(None)` clears the customer id.
+fn field_customer(map: &Map<String, Value>) -> Result<Option<Option<Uuid>>, ApiError> {
+    match map.get("customer_id") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Uuid::parse_str(s)
+            .map(|u| Some(Some(u)))
+            .map_err(|_| ApiError::bad_request("invalid_body", "customer_id must be a UUID")),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_body",
+            "customer_id must be a UUID string",
+        )),
+    }
+}
+
+fn field_ignored(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_body",
+            format!(
+                "ignored_events must be a list of event names ({})",
+                HANDLED_EVENTS.join(", ")
+            ),
+        )
+    };
+    match map.get("ignored_events") {
+        None => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) if !s.is_empty() && s.len() <= 100 => Ok(s.clone()),
+                _ => Err(bad()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(bad()),
+    }
+}
+
+#[post("/api/v1/hostaway/accounts")]
+pub async fn create(
+    _admin: Admin,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<AppContext>,
+) -> Result<HttpResponse, ApiError> {
+    let map = object_body(
+        &req,
+        payload,
+        &[
+            "account_id",
+            "client_secret",
+            "customer_id",
+            "ignored_events",
+        ],
+    )
+    .await?;
+    let account_id = match map.get("account_id") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "account_id is required",
+            ));
+        }
+        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0).ok_or_else(|| {
+            ApiError::bad_request("invalid_body", "account_id must be a positive integer")
+        })?,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "account_id must be a positive integer",
+            ));
+        }
+    };
+    let secret = field_secret(&map)?
+        .ok_or_else(|| ApiError::bad_request("invalid_body", "client_secret is required"))?;
+    let customer_id = field_customer(&map)?.flatten();
+    let ignored_events = field_ignored(&map)?.unwrap_or_default();
+
+    let row = match accounts::insert(
+        &ctx.db,
+        NewAccount {
+            account_id,
+            customer_id,
+            encrypted_secret: ctx.cipher.encrypt(&secret),
+            ignored_events,
+        },
+        Utc::now(),
+    )
+    .await
+    {
+        Ok(row) => row,
+        Err(AccountStoreError::AlreadyExists(id)) => {
+            return Err(ApiError::conflict(format!("account {id} already exists")));
+        }
+        Err(AccountStoreError::Db(err)) => return Err(err.into()),
+    };
+    ctx.directory.refresh(&row, &ctx.cipher);
+    tracing::info!(account_id, "account created");
+    if ctx.settings.sync.sync_on_create {
+        ctx.actors.router.do_send(
+            SyncAccount {
+                account_id,
+                request: SyncRequest {
+                    mode: SyncMode::Full,
+                    dry_run: false,
+                },
+            }
+            .traced(),
+        );
+    }
+    let view = view(&ctx, row, EntityCounts::default());
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[get("/api/v1/hostaway/accounts")]
+pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    let rows = accounts::all(&ctx.db).await?;
+    let mut counts: HashMap<i64, EntityCounts> = accounts::entity_counts(&ctx.db, None).await?;
+    let views: Vec<AccountView> = rows
+        .into_iter()
+        .map(|row| {
+            let c = counts.remove(&row.account_id).unwrap_or_default();
+            view(&ctx, row, c)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "accounts": views })))
+}
+
+#[get("/api/v1/hostaway/accounts/{id}")]
+pub async fn get_one(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = find(&ctx, parse_account_id(&path)?).await?;
+    Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
+}
+
+#[patch("/api/v1/hostaway/accounts/{id}")]
+pub async fn update(
+    _admin: Admin,
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = parse_account_id(&path)?;
+    let map = object_body(
+        &req,
+        payload,
+        &[
+            "client_secret",
+            "customer_id",
+            "is_active",
+            "ignored_events",
+        ],
+    )
+    .await?;
+    let secret = field_secret(&map)?;
+    let customer = field_customer(&map)?;
+    let ignored = field_ignored(&map)?;
+    let is_active = match map.get("is_active") {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "is_active must be true or false",
+            ));
+        }
+    };
+    let before = find(&ctx, account_id).await?;
+
+    let mut changes = accounts::changes(account_id);
+    if let Some(secret) = &secret {
+        changes.client_secret = Set(ctx.cipher.encrypt(secret));
+        changes.access_token = Set(None);
+        changes.token_expires_at = Set(None);
+    }
+    if let Some(customer) = customer {
+        changes.customer_id = Set(customer);
+    }
+    if let Some(ignored) = ignored {
+        changes.ignored_events = Set(json!(ignored));
+    }
+    if let Some(active) = is_active {
+        changes.is_active = Set(active);
+    }
+    let row = accounts::update(&ctx.db, changes, Utc::now()).await?;
+    if secret.is_some() {
+        // The cached token belongs to the old secret.
+        ctx.hostaway.forget_account(account_id);
+    }
+    ctx.directory.refresh(&row, &ctx.cipher);
+    let _ = ctx
+        .actors
+        .router
+        .send(AccountChanged { account_id }.traced())
+        .await;
+    if is_active.is_some_and(|a| a != before.is_active) {
+        ctx.actors
+            .registrar
+            .do_send(EnsureWebhook { account_id }.traced());
+    }
+    if row.is_active && row.last_sync_at.is_none() && !matches!(row.sync_state.as_str(), "syncing")
+    {
+        ctx.actors.router.do_send(
+            SyncAccount {
+                account_id,
+                request: SyncRequest {
+                    mode: SyncMode::Full,
+                    dry_run: false,
+                },
+            }
+            .traced(),
+        );
+    }
+    Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteQuery {
+    hard: Option<String>,
+}
+
+#[delete("/api/v1/hostaway/accounts/{id}")]
+pub async fn remove(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+    query: web::Query<DeleteQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = parse_account_id(&path)?;
+    let hard = query_flag(query.hard.as_deref(), "hard")?;
+    let row = find(&ctx, account_id).await?;
+    if !hard {
+        let mut changes = accounts::changes(account_id);
+        changes.is_active = Set(false);
+        let row = accounts::update(&ctx.db, changes, Utc::now()).await?;
+        ctx.directory.refresh(&row, &ctx.cipher);
+        ctx.actors
+            .router
+            .send(StopAccount { account_id })
+            .await
+            .ok();
+        ctx.actors
+            .registrar
+            .do_send(EnsureWebhook { account_id }.traced());
+        tracing::info!(account_id, "account deactivated");
+        return Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?));
+    }
+
+    // Hard delete: stop the actor, remove the subscription at Hostaway, then the data.
+    ctx.directory.remove(account_id);
+    ctx.actors
+        .router
+        .send(StopAccount { account_id })
+        .await
+        .ok();
+    if let Ok(secret) = ctx.cipher.decrypt(&row.client_secret) {
+        let client = ctx.hostaway.account(Credentials {
+            account_id,
+            client_secret: SecretString::from(secret),
+        });
+        ctx.actors
+            .registrar
+            .send(RemoveWebhook { client }.traced())
+            .await
+            .ok();
+    }
+    accounts::hard_delete(&ctx.db, account_id).await?;
+    ctx.hostaway.forget_account(account_id);
+    tracing::info!(account_id, "account and its data deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct SyncQuery {
+    mode: Option<String>,
+    dry_run: Option<String>,
+}
+
+#[post("/api/v1/hostaway/accounts/{id}/sync")]
+pub async fn sync(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+    query: web::Query<SyncQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = parse_account_id(&path)?;
+    let mode = match query.mode.as_deref() {
+        None | Some("incremental") => SyncMode::Incremental,
+        Some("full") => SyncMode::Full,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "mode must be full or incremental",
+            ));
+        }
+    };
+    let dry_run = query_flag(query.dry_run.as_deref(), "dry_run")?;
+    require_active(&find(&ctx, account_id).await?)?;
+    // A manual sync also lifts a degraded state.
+    let _ = ctx
+        .actors
+        .router
+        .send(AccountChanged { account_id }.traced())
+        .await;
+    ctx.actors.router.do_send(
+        SyncAccount {
+            account_id,
+            request: SyncRequest { mode, dry_run },
+        }
+        .traced(),
+    );
+    Ok(HttpResponse::Accepted().json(json!({
+        "status": "accepted",
+        "account_id": account_id,
+        "mode": mode.as_str(),
+        "dry_run": dry_run,
+    })))
+}
+
+#[post("/api/v1/hostaway/accounts/{id}/replay-failed")]
+pub async fn replay_failed(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = parse_account_id(&path)?;
+    find(&ctx, account_id).await?;
+    let requeued = inbox::requeue_failed(&ctx.db, Some(account_id), None).await?;
+    let ids: Vec<i64> = requeued.into_iter().map(|(_, id)| id).collect();
+    let count = ids.len();
+    if count > 0 {
+        ctx.actors
+            .router
+            .do_send(RequeueFor { account_id, ids }.traced());
+    }
+    Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "requeued": count})))
+}
+
+#[post("/api/v1/hostaway/accounts/{id}/rotate-webhook-credentials")]
+pub async fn rotate_credentials(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = parse_account_id(&path)?;
+    require_active(&find(&ctx, account_id).await?)?;
+    ctx.actors
+        .registrar
+        .send(RotateCredentials { account_id }.traced())
+        .await
+        .map_err(|_| ApiError::unavailable("the registrar is restarting; retry"))?
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "rotating", "account_id": account_id})))
+}

@@ -1,0 +1,251 @@
+//! `POST /api/v1/hostaway/webhooks`: authenticate, validate, append to the
+//! inbox through the Ingest actor, and answer only once the event is durable.
+//! Also the admin routes over the inbox: list events, replay dead letters.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tracing_actix_web::RootSpan;
+
+use super::ApiError;
+use super::auth::{Admin, Deliverer, authenticate_delivery};
+use crate::actors::group_commit::Request;
+use crate::actors::router::RequeueFor;
+use crate::actors::traced::TraceExt;
+use crate::app::AppContext;
+use crate::hostaway::webhook::parse_delivery;
+use crate::metrics::event_label;
+use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
+
+/// Reads the body, refusing more than `limit` bytes with a 413.
+pub async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body exceeds {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+#[post("/api/v1/hostaway/webhooks")]
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    ctx: web::Data<AppContext>,
+    root: RootSpan,
+) -> HttpResponse {
+    let mut event = "invalid".to_string();
+    let response = match accept(&req, payload, &ctx, &root, &mut event).await {
+        Ok(response) => response,
+        Err(err) => actix_web::ResponseError::error_response(&err),
+    };
+    let label = if event == "invalid" {
+        "invalid"
+    } else {
+        event_label(&event)
+    };
+    ctx.metrics
+        .webhooks_received
+        .with_label_values(&[label, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn accept(
+    req: &HttpRequest,
+    payload: web::Payload,
+    ctx: &AppContext,
+    root: &RootSpan,
+    event_name: &mut String,
+) -> Result<HttpResponse, ApiError> {
+    let deliverer = authenticate_delivery(req, ctx)?;
+    let body = read_body(req, payload, ctx.settings.server.body_limit_bytes).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    let delivery = parse_delivery(value)
+        .map_err(|e| ApiError::bad_request("invalid_webhook", e.to_string()))?;
+    *event_name = delivery.event.clone();
+    root.record("hostaway.account_id", delivery.account_id);
+    root.record("hostaway.event", delivery.event.as_str());
+    if let Deliverer::Account(owner) = deliverer
+        && owner != delivery.account_id
+    {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized_basic",
+            "these webhook credentials are not valid for this account",
+        ));
+    }
+    let entry = ctx
+        .directory
+        .get(delivery.account_id)
+        .filter(|e| e.active)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "account {} is unknown or inactive",
+                delivery.account_id
+            ))
+        })?;
+
+    let ignored_reason = match delivery.kind {
+        None => Some("unknown_event"),
+        Some(_) if entry.ignored_events.contains(&delivery.event) => Some("account_filter"),
+        Some(_) => None,
+    };
+    let status = if ignored_reason.is_some() {
+        EventStatus::Ignored
+    } else {
+        EventStatus::Pending
+    };
+    let event = NewEvent {
+        account_id: delivery.account_id,
+        event_type: delivery.event.clone(),
+        object_type: delivery.object.clone(),
+        dedupe_key: delivery.dedupe_key.clone(),
+        payload: delivery.body,
+        status,
+        traceparent: crate::telemetry::current_traceparent(),
+        received_at: Utc::now(),
+    };
+    let appended = ctx
+        .actors
+        .ingest
+        .send(Request { item: event }.traced())
+        .await
+        .map_err(|_| ApiError::unavailable("the inbox is restarting; retry"))?
+        .map_err(|err| {
+            tracing::error!(error = %err, "inbox append failed; asking Hostaway to retry");
+            ApiError::unavailable("the event could not be stored; retry later")
+        })?;
+    let body = match appended {
+        Appended::Duplicate => json!({"status": "duplicate"}),
+        Appended::Stored(id) => {
+            root.record("inbox.event_id", id);
+            match ignored_reason {
+                Some(reason) => {
+                    ctx.metrics
+                        .webhook_ignored
+                        .with_label_values(&[reason])
+                        .inc();
+                    tracing::info!(
+                        account_id = delivery.account_id,
+                        event = %delivery.event,
+                        reason,
+                        "webhook stored as ignored"
+                    );
+                    json!({"status": "ignored", "event_id": id})
+                }
+                None => json!({"status": "accepted", "event_id": id}),
+            }
+        }
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    account_id: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+}
+
+#[get("/api/v1/hostaway/webhooks/events")]
+pub async fn list_events(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    query: web::Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let account_id = match &query.account_id {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
+            ApiError::bad_request("invalid_query", "account_id must be an integer")
+        })?),
+    };
+    let status = match &query.status {
+        None => None,
+        Some(raw) => Some(EventStatus::parse(raw).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                "status must be one of pending, processed, failed, ignored",
+            )
+        })?),
+    };
+    let limit = match &query.limit {
+        None => 50,
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
+            })?,
+    };
+    let events = inbox::list(
+        &ctx.db,
+        &EventFilter {
+            account_id,
+            status,
+            limit,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+}
+
+#[post("/api/v1/hostaway/webhooks/events/{id}/replay")]
+pub async fn replay_event(
+    _admin: Admin,
+    ctx: web::Data<AppContext>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id: i64 = path
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_path", "the event id must be an integer"))?;
+    let requeued = inbox::requeue_failed(&ctx.db, None, Some(id)).await?;
+    match requeued.first() {
+        Some((account_id, _)) => {
+            ctx.actors.router.do_send(
+                RequeueFor {
+                    account_id: *account_id,
+                    ids: vec![id],
+                }
+                .traced(),
+            );
+            Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "event_id": id})))
+        }
+        None => match inbox::status_of(&ctx.db, id).await? {
+            None => Err(ApiError::not_found(format!("event {id} does not exist"))),
+            Some(status) => Err(ApiError::conflict(format!(
+                "event {id} is {status}; only failed events (dead letters) can be replayed"
+            ))),
+        },
+    }
+}

@@ -1,0 +1,290 @@
+//! Sync runs: fetch from Hostaway, then write through the writer actors.
+//! A full sync reads everything; a reconciliation reads reservations changed
+//! since the last run (with an overlap), listings and the conversations list in
+//! full, and messages only for conversations whose latest message the mirror
+//! does not hold yet. Everything is fetched before anything is written, so a
+//! failed fetch writes nothing.
+
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::{StreamExt, TryStreamExt};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{Instrument, Span};
+
+use crate::actors::group_commit::BatchError;
+use crate::actors::writers::{ListingChange, WriteItem, Writers};
+use crate::config::SyncSettings;
+use crate::hostaway::{AccountClient, HostawayError, decode};
+use crate::metrics::Metrics;
+use crate::store::mirror;
+use crate::store::rows::{self, Owner};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Full,
+    Incremental,
+}
+
+impl SyncMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncMode::Full => "full",
+            SyncMode::Incremental => "incremental",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub mode: SyncMode,
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct EntityCounts {
+    /// Objects read from Hostaway.
+    pub fetched: usize,
+    /// Rows inserted or changed in the mirror (0 on a dry run).
+    pub written: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SyncReport {
+    pub account_id: i64,
+    pub mode: SyncMode,
+    pub dry_run: bool,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub listings: EntityCounts,
+    pub listings_deleted: usize,
+    pub reservations: EntityCounts,
+    pub conversations: usize,
+    /// Conversations whose messages were fetched.
+    pub conversations_refetched: usize,
+    pub message_threads: EntityCounts,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncError {
+    #[error("Hostaway: {0}")]
+    Hostaway(#[from] HostawayError),
+    #[error("write failed: {0}")]
+    Write(#[from] BatchError),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("sync panicked: {0}")]
+    Panicked(String),
+    #[error("account unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sea_orm::DbErr> for SyncError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        SyncError::Database(err.to_string())
+    }
+}
+
+/// What a run needs.
+pub struct SyncContext<'a> {
+    pub client: &'a AccountClient,
+    pub owner: Owner,
+    pub db: &'a DatabaseConnection,
+    pub writers: &'a Writers,
+    pub settings: &'a SyncSettings,
+    pub concurrency: usize,
+    pub metrics: &'a Metrics,
+    pub last_sync_at: Option<DateTime<Utc>>,
+}
+
+/// Runs one sync. The caller records `last_sync_at` (= `report.started_at`)
+/// when it succeeds.
+pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncReport, SyncError> {
+    // Microseconds: what PostgreSQL keeps, so the stored value compares equal.
+    let started_at = Utc::now().trunc_subsecs(6);
+    let clock = Instant::now();
+    let account_id = ctx.owner.account_id;
+    // A reconciliation without a previous run is a full sync.
+    let mode = match (request.mode, ctx.last_sync_at) {
+        (SyncMode::Incremental, Some(_)) => SyncMode::Incremental,
+        _ => SyncMode::Full,
+    };
+    let since = match mode {
+        SyncMode::Incremental => ctx
+            .last_sync_at
+            .map(|t| t - chrono::Duration::seconds(ctx.settings.overlap_secs as i64)),
+        SyncMode::Full => None,
+    };
+
+    let listings = ctx
+        .client
+        .list_listings()
+        .instrument(tracing::info_span!(
+            "sync.fetch",
+            otel.name = "sync.fetch listings",
+            entity = "listings"
+        ))
+        .await?;
+    let reservations = ctx
+        .client
+        .list_reservations(since)
+        .instrument(tracing::info_span!(
+            "sync.fetch",
+            otel.name = "sync.fetch reservations",
+            entity = "reservations"
+        ))
+        .await?;
+    let conversations = ctx
+        .client
+        .list_conversations()
+        .instrument(tracing::info_span!(
+            "sync.fetch",
+            otel.name = "sync.fetch conversations",
+            entity = "conversations"
+        ))
+        .await?;
+
+    let known = match mode {
+        SyncMode::Full => HashMap::new(),
+        SyncMode::Incremental => mirror::message_versions(ctx.db, account_id).await?,
+    };
+    let to_fetch = plan::conversations_to_refetch(&conversations, &known, mode);
+    let messages: Vec<Value> = futures::stream::iter(to_fetch.iter().cloned())
+        .map(|(conversation_id, reservation_id)| async move {
+            let mut batch = ctx.client.list_messages(conversation_id).await?;
+            for message in &mut batch {
+                plan::fill_message_keys(message, conversation_id, reservation_id);
+            }
+            Ok::<_, HostawayError>(batch)
+        })
+        .buffer_unordered(ctx.concurrency.max(1))
+        .try_collect::<Vec<Vec<Value>>>()
+        .instrument(tracing::info_span!(
+            "sync.fetch",
+            otel.name = "sync.fetch messages",
+            entity = "messages",
+            conversations = to_fetch.len()
+        ))
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+
+    for (entity, count) in [
+        ("listings", listings.len()),
+        ("reservations", reservations.len()),
+        ("conversations", conversations.len()),
+        ("messages", messages.len()),
+    ] {
+        ctx.metrics
+            .sync_records
+            .with_label_values(&[entity])
+            .inc_by(count as u64);
+    }
+
+    let listing_rows: Vec<_> = listings
+        .into_iter()
+        .filter_map(|l| rows::listing_row(ctx.owner, l))
+        .collect();
+    let reservation_rows: Vec<_> = reservations
+        .into_iter()
+        .filter_map(|r| rows::reservation_row(ctx.owner, r))
+        .collect();
+    let merges = rows::thread_merges(ctx.owner, messages);
+    let mut report = SyncReport {
+        account_id,
+        mode,
+        dry_run: request.dry_run,
+        started_at,
+        duration_ms: 0,
+        listings: EntityCounts {
+            fetched: listing_rows.len(),
+            written: 0,
+        },
+        listings_deleted: 0,
+        reservations: EntityCounts {
+            fetched: reservation_rows.len(),
+            written: 0,
+        },
+        conversations: conversations.len(),
+        conversations_refetched: to_fetch.len(),
+        message_threads: EntityCounts {
+            fetched: merges.len(),
+            written: 0,
+        },
+    };
+
+    if !request.dry_run {
+        let present: Vec<i64> = listing_rows.iter().map(|r| r.id).collect();
+        let mut changes: Vec<ListingChange> = listing_rows
+            .into_iter()
+            .map(ListingChange::Upsert)
+            .collect();
+        changes.push(ListingChange::DeleteMissing {
+            account_id,
+            present: present.clone(),
+        });
+        let parents = vec![Span::current()];
+        let present: HashSet<i64> = present.into_iter().collect();
+        let (listings_written, reservations_written, threads_written) = futures::try_join!(
+            ctx.writers.write_listings(
+                WriteItem {
+                    op: changes,
+                    settle: Vec::new()
+                },
+                parents.clone()
+            ),
+            ctx.writers.write_reservations(
+                WriteItem {
+                    op: reservation_rows,
+                    settle: Vec::new()
+                },
+                parents.clone()
+            ),
+            ctx.writers.write_threads(
+                WriteItem {
+                    op: merges,
+                    settle: Vec::new()
+                },
+                parents
+            ),
+        )?;
+        report.listings_deleted = listings_written
+            .iter()
+            .filter(|id| !present.contains(id))
+            .count();
+        report.listings.written = listings_written.len() - report.listings_deleted;
+        report.reservations.written = reservations_written.len();
+        report.message_threads.written = threads_written.len();
+    }
+    report.duration_ms = clock.elapsed().as_millis() as u64;
+    tracing::info!(
+        account_id,
+        mode = mode.as_str(),
+        dry_run = request.dry_run,
+        listings = report.listings.fetched,
+        reservations = report.reservations.fetched,
+        conversations = report.conversations,
+        refetched = report.conversations_refetched,
+        written =
+            report.listings.written + report.reservations.written + report.message_threads.written,
+        duration_ms = report.duration_ms,
+        "sync finished"
+    );
+    Ok(report)
+}
+
+/// Whether a reservation id from a conversation can be trusted as a number.
+pub(crate) fn reservation_of(conversation: &Value) -> Option<i64> {
+    decode::id_field(conversation, "reservationId").or_else(|| {
+        conversation
+            .get("Reservation")
+            .and_then(|r| decode::id_field(r, "id"))
+    })
+}

@@ -1,0 +1,219 @@
+//! The actor system: per-account serialization, panic containment, restart
+//! limits and the degraded state.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use reqwest::Method;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use sync_hostaway::actors::router::{ActorCount, SyncAccount};
+use sync_hostaway::actors::traced::TraceExt;
+use sync_hostaway::sim::{DatasetSize, Faults};
+use sync_hostaway::sync::{SyncError, SyncMode, SyncRequest};
+
+use crate::accounts::{app_with_sim, create_account, get_account, wait_synced};
+use crate::both_backends;
+use crate::helpers::{Backend, fixture, wait_for};
+use crate::sync::try_sync;
+use crate::webhooks::{reservation, wait_settled};
+
+const DATASET: DatasetSize = DatasetSize {
+    listings: 4,
+    reservations: 40,
+    conversations: 20,
+    messages_per_conversation: 2,
+};
+
+fn update_for(account_id: i64, reservation_id: i64) -> Value {
+    let mut body = fixture("webhook_reservation_updated.json");
+    body["accountId"] = json!(account_id);
+    body["data"]["id"] = json!(reservation_id);
+    body["data"]["hostawayReservationId"] = json!(reservation_id);
+    body
+}
+
+async fn times(app: &crate::helpers::TestApp, sql: &str) -> Vec<DateTime<Utc>> {
+    let stmt = sea_orm::Statement::from_string(app.db.get_database_backend(), sql.to_string());
+    app.db
+        .query_all_raw(stmt)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index(0).unwrap())
+        .collect()
+}
+
+both_backends!(
+    a_sync_and_a_burst_of_webhooks_never_interleave,
+    a_panicking_handler_is_contained_and_the_actor_restarts,
+    past_the_restart_limit_the_account_is_degraded_and_others_keep_going,
+);
+
+async fn a_sync_and_a_burst_of_webhooks_never_interleave(backend: Backend) {
+    let mut app = app_with_sim(backend, DATASET, &[("sync.sync_on_create", "false")]).await;
+    create_account(&app, 1001, "secret").await;
+    // Slow Hostaway down so the sync is still running while webhooks arrive.
+    app.sim().state().set_faults(Faults {
+        latency_ms: 150,
+        ..Faults::default()
+    });
+    let router = app.ctx.actors.router.clone();
+    let sync = actix_web::rt::spawn(async move {
+        router
+            .send(
+                SyncAccount {
+                    account_id: 1001,
+                    request: SyncRequest {
+                        mode: SyncMode::Full,
+                        dry_run: false,
+                    },
+                }
+                .traced(),
+            )
+            .await
+    });
+    wait_for("the sync to start", Duration::from_secs(10), || async {
+        (get_account(&app, 1001).await["sync_state"] == "syncing").then_some(())
+    })
+    .await;
+    for i in 0..20 {
+        let response = app.deliver(&update_for(1001, 50_000 + i)).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "deliveries are acknowledged during a sync"
+        );
+    }
+    let report = sync.await.unwrap().unwrap().unwrap();
+    wait_settled(&app.db).await;
+    // Every row the sync wrote was committed before any event was applied.
+    let sync_writes = times(
+        &app,
+        "SELECT updated_at FROM reservations WHERE id NOT BETWEEN 50000 AND 50019",
+    )
+    .await;
+    let applied = times(&app, "SELECT processed_at FROM webhook_events").await;
+    assert_eq!(applied.len(), 20);
+    let last_sync_write = sync_writes.iter().max().unwrap();
+    let first_event = applied.iter().min().unwrap();
+    assert!(
+        first_event >= last_sync_write,
+        "an event was applied at {first_event} during the sync (last sync write {last_sync_write})"
+    );
+    assert!(*first_event >= report.started_at);
+    app.stop().await;
+}
+
+async fn a_panicking_handler_is_contained_and_the_actor_restarts(backend: Backend) {
+    let mut app = app_with_sim(
+        backend,
+        DATASET,
+        &[
+            ("sync.sync_on_create", "false"),
+            ("faults.panic_on_sync_accounts", "1001"),
+            ("faults.panic_on_reservation_ids", "4444"),
+            ("webhooks.max_attempts", "2"),
+        ],
+    )
+    .await;
+    create_account(&app, 1001, "secret").await;
+    let result = try_sync(&app, 1001, SyncMode::Full).await;
+    assert!(matches!(result, Err(SyncError::Panicked(_))), "{result:?}");
+    // The restarted actor works: webhooks for the same account still apply,
+    // and a panicking event is itself contained and dead-lettered.
+    assert_eq!(app.deliver(&update_for(1001, 4444)).await.status(), 200);
+    assert_eq!(app.deliver(&update_for(1001, 4445)).await.status(), 200);
+    wait_settled(&app.db).await;
+    wait_for(
+        "the event after the panics to apply",
+        Duration::from_secs(10),
+        || async { reservation(&app.db, 4445).await },
+    )
+    .await;
+    assert!(reservation(&app.db, 4444).await.is_none());
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let restarts: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sync_hostaway_actor_restarts_total{actor=\"account\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(restarts >= 2, "each panic restarted the actor: {restarts}");
+    assert_eq!(get_account(&app, 1001).await["status"], "active");
+    app.stop().await;
+}
+
+async fn past_the_restart_limit_the_account_is_degraded_and_others_keep_going(backend: Backend) {
+    let mut app = app_with_sim(
+        backend,
+        DATASET,
+        &[
+            ("sync.sync_on_create", "false"),
+            ("faults.panic_on_sync_accounts", "1002"),
+            ("actors.max_restarts", "2"),
+        ],
+    )
+    .await;
+    let state = app.sim().state();
+    state.add_account(
+        sync_hostaway::sim::SimAccount {
+            account_id: 1002,
+            client_secret: "other".into(),
+        },
+        DATASET,
+    );
+    create_account(&app, 1001, "secret").await;
+    create_account(&app, 1002, "other").await;
+    for _ in 0..3 {
+        let result = try_sync(&app, 1002, SyncMode::Full).await;
+        assert!(matches!(result, Err(SyncError::Panicked(_))), "{result:?}");
+    }
+    let degraded = wait_for(
+        "the account to be degraded",
+        Duration::from_secs(10),
+        || async {
+            let account = get_account(&app, 1002).await;
+            (account["status"] == "degraded").then_some(account)
+        },
+    )
+    .await;
+    assert_eq!(degraded["is_active"], true);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sync_hostaway_accounts_degraded 1"),
+        "{metrics}"
+    );
+    // The other account is untouched.
+    let response = app
+        .admin(
+            Method::POST,
+            "/api/v1/hostaway/accounts/1001/sync?mode=full",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let healthy = wait_synced(&app, 1001).await;
+    assert_eq!(healthy["counts"]["reservations"], 40);
+    assert_eq!(healthy["status"], "active");
+    let actors = app.ctx.actors.router.send(ActorCount).await.unwrap();
+    assert_eq!(actors, 2, "the degraded actor stays put instead of looping");
+    app.stop().await;
+}
