@@ -389,12 +389,6 @@ impl AccountActor {
                 ("failed", Some(err.to_string()), None)
             }
         };
-        let first_sync = synced_at.is_some()
-            && self
-                .core
-                .directory
-                .get(self.account_id)
-                .is_some_and(|e| e.last_sync_at.is_none());
         let core = self.core.clone();
         let registrar = self.registrar.clone();
         let account_id = self.account_id;
@@ -412,8 +406,8 @@ impl AccountActor {
             }
             if let Some(at) = synced_at {
                 core.directory.set_last_sync(account_id, at);
-            }
-            if first_sync {
+                // Every successful sync also checks the subscription at
+                // Hostaway (deleted or disabled there: repaired).
                 registrar.do_send(EnsureWebhook { account_id }.traced());
             }
         };

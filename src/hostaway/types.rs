@@ -70,7 +70,10 @@ impl WebhookRegistration {
 pub struct WebhookSpec {
     pub is_enabled: u8,
     pub url: String,
+    /// Left out of the body when `None`: Hostaway keeps what it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub login: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerting_email_address: Option<String>,

@@ -237,7 +237,8 @@ impl TestApp {
         self.stop().await;
         let sim = self.sim.take();
         let test_db = self.test_db;
-        boot(test_db, sim, overrides).await
+        let address = self.address.trim_start_matches("http://").to_string();
+        boot(test_db, sim, overrides, Some(address)).await
     }
 }
 
@@ -265,7 +266,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Starts the service on `test_db` with config overrides.
 pub async fn spawn_app_with(test_db: TestDb, overrides: &[(&str, &str)]) -> TestApp {
-    boot(test_db, None, overrides).await
+    boot(test_db, None, overrides, None).await
 }
 
 /// Starts a simulator and the service pointed at it.
@@ -279,16 +280,19 @@ pub async fn spawn_with(backend: Backend, options: AppOptions<'_>) -> TestApp {
     if options.public_url {
         overrides.push(("webhooks.public_base_url", public));
     }
-    boot(TestDb::new(backend), sim, &overrides).await
+    boot(TestDb::new(backend), sim, &overrides, None).await
 }
 
 async fn boot(
     test_db: TestDb,
     sim: Option<sync_hostaway::sim::Simulator>,
     overrides: &[(&str, &str)],
+    address: Option<String>,
 ) -> TestApp {
     drop_stale_pg_schemas().await;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // A restarted instance keeps its address (Hostaway knows it).
+    let listener =
+        std::net::TcpListener::bind(address.as_deref().unwrap_or("127.0.0.1:0")).expect("bind");
     let address = format!("http://{}", listener.local_addr().expect("address"));
     let mut all: Vec<(String, String)> = Vec::new();
     if let Some(sim) = &sim {
@@ -486,10 +490,28 @@ pub async fn mirror_diff(app: &TestApp, account_id: i64) -> Option<String> {
         ));
     }
     for (reservation_id, messages) in expected_threads {
-        let expected =
-            serde_json::Value::Array(sync_hostaway::store::rows::merge_messages(vec![], messages));
-        if threads.get(&reservation_id) != Some(&expected) {
-            return Some(format!("thread of reservation {reservation_id} differs"));
+        let expected = sync_hostaway::store::rows::merge_messages(vec![], messages);
+        let Some(stored) = threads.get(&reservation_id).and_then(|t| t.as_array()) else {
+            return Some(format!("thread of reservation {reservation_id} is missing"));
+        };
+        if stored.len() != expected.len() {
+            return Some(format!(
+                "thread of reservation {reservation_id} has {} messages, simulator {}",
+                stored.len(),
+                expected.len()
+            ));
+        }
+        // A message that arrived by webhook may carry fields the messages
+        // endpoint does not (`channelId`): every field Hostaway's API has
+        // must match, in the same order.
+        for (have, want) in stored.iter().zip(&expected) {
+            let want = want.as_object().expect("message object");
+            if let Some((key, _)) = want.iter().find(|(k, v)| have.get(k.as_str()) != Some(*v)) {
+                return Some(format!(
+                    "thread of reservation {reservation_id}: message {} differs in `{key}`",
+                    want["id"]
+                ));
+            }
         }
     }
     None

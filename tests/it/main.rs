@@ -9,6 +9,7 @@ mod actors;
 mod config;
 mod health;
 mod hostaway_client;
+mod registration;
 mod storage;
 mod sync;
 mod webhooks;
