@@ -255,6 +255,7 @@ pub struct TelemetrySettings {
     pub service_name: String,
     pub log_format: LogFormat,
     pub log_filter: String,
+    pub trace_filter: String,
     pub sampling_ratio: f64,
     pub export_queue_size: usize,
     pub export_timeout_ms: u64,
@@ -492,6 +493,9 @@ impl Settings {
         }
         if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
             return Err(invalid("telemetry.log_filter", "is not a valid filter"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.trace_filter).is_err() {
+            return Err(invalid("telemetry.trace_filter", "is not a valid filter"));
         }
         if self.actors.max_restarts == 0 {
             return Err(invalid("actors.max_restarts", "must be at least 1"));

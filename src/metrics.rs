@@ -70,7 +70,7 @@ impl Metrics {
             IntGauge::new(name, help).expect("static metric definition is valid")
         }
 
-        Metrics {
+        let metrics = Metrics {
             webhooks_received: register!(counter_vec(
                 "sync_hostaway_webhooks_received_total",
                 "Webhook deliveries by event and HTTP response status",
@@ -184,6 +184,49 @@ impl Metrics {
                 "Processed inbox rows removed after the retention period"
             )),
             registry,
+        };
+        metrics.initialize_known_series();
+        metrics
+    }
+
+    /// Creates every series whose labels are known up front, at zero, so
+    /// dashboards and alerts see them before the first event.
+    fn initialize_known_series(&self) {
+        for event in EVENT_LABELS {
+            self.webhook_apply_failures.with_label_values(&[event]);
+            self.webhook_events_applied.with_label_values(&[event]);
+        }
+        for actor in ACTOR_KINDS {
+            self.actor_restarts.with_label_values(&[actor]);
+        }
+        for mode in ["full", "incremental"] {
+            for outcome in ["ok", "failed"] {
+                self.sync_runs.with_label_values(&[mode, outcome]);
+            }
+        }
+        for entity in ["listings", "reservations", "conversations", "messages"] {
+            self.sync_records.with_label_values(&[entity]);
+        }
+        for reason in [
+            "rate_limited",
+            "server_error",
+            "timeout",
+            "connect",
+            "token",
+        ] {
+            self.hostaway_retries.with_label_values(&[reason]);
+        }
+        for reason in ["unknown_event", "account_filter"] {
+            self.webhook_ignored.with_label_values(&[reason]);
+        }
+        for operation in ["list", "create", "update", "disable", "delete", "rotate"] {
+            for outcome in ["ok", "error"] {
+                self.webhook_registrations
+                    .with_label_values(&[operation, outcome]);
+            }
+        }
+        for status in ["pending", "failed"] {
+            self.inbox_events.with_label_values(&[status]);
         }
     }
 
@@ -211,17 +254,36 @@ impl Default for Metrics {
     }
 }
 
+/// Event labels: the handled events, plus `other` for the rest.
+pub const EVENT_LABELS: &[&str] = &[
+    "reservation.created",
+    "reservation.updated",
+    "reservation.cancelled",
+    "message.received",
+    "message.created",
+    "listing.created",
+    "listing.updated",
+    "listing.deleted",
+    "other",
+];
+
+/// Actor kinds in `actor_restarts`.
+pub const ACTOR_KINDS: &[&str] = &[
+    "account",
+    "ingest",
+    "listing_writer",
+    "reservation_writer",
+    "message_thread_writer",
+    "router",
+    "registrar",
+    "scheduler",
+];
+
 /// Event label for metrics: known event names as they are, anything else `other`.
 pub fn event_label(event: &str) -> &'static str {
-    match event {
-        "reservation.created" => "reservation.created",
-        "reservation.updated" => "reservation.updated",
-        "reservation.cancelled" => "reservation.cancelled",
-        "message.received" => "message.received",
-        "message.created" => "message.created",
-        "listing.created" => "listing.created",
-        "listing.updated" => "listing.updated",
-        "listing.deleted" => "listing.deleted",
-        _ => "other",
-    }
+    EVENT_LABELS
+        .iter()
+        .find(|label| **label == event)
+        .copied()
+        .unwrap_or("other")
 }

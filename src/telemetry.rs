@@ -32,7 +32,7 @@ use crate::config::{Environment, LogFormat, OtlpProtocol, TelemetrySettings};
 pub enum TelemetryError {
     #[error("telemetry.otlp_endpoint: {0}")]
     Exporter(String),
-    #[error("telemetry.log_filter: {0}")]
+    #[error("telemetry log or trace filter: {0}")]
     Filter(String),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
@@ -83,10 +83,15 @@ where
     let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
     let filter = EnvFilter::try_new(&settings.log_filter)
         .map_err(|e| TelemetryError::Filter(e.to_string()))?;
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    let trace_filter = EnvFilter::try_new(&settings.trace_filter)
+        .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(trace_filter);
     let logs = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(writer)
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(WithTraceIds(
                 tracing_subscriber::fmt::format()
                     .json()

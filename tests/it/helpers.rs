@@ -103,6 +103,16 @@ impl TestDb {
         }
     }
 
+    /// A fresh schema on another PostgreSQL server (the fault suite's own).
+    pub fn on_postgres(url: &str) -> TestDb {
+        TestDb {
+            backend: Backend::Postgres,
+            url: url.to_string(),
+            schema: "hostaway".into(),
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     pub fn dir(&self) -> PathBuf {
         self._dir.path().to_path_buf()
     }
