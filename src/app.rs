@@ -203,7 +203,8 @@ impl Application {
         options: BuildOptions,
     ) -> Result<Self, StartupError> {
         let core = Arc::new(Core::open(settings).await?);
-        let actors = ActorSystem::start(core.clone(), true);
+        let scheduled = core.settings.sync.scheduled;
+        let actors = ActorSystem::start(core.clone(), scheduled);
         // Actors for every active account; pending inbox rows are re-dispatched.
         let started = actors.router.send(StartAll).await.unwrap_or(0);
         actors.registrar.do_send(EnsureAll);

@@ -218,6 +218,7 @@ pub struct AdminSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
+    pub scheduled: bool,
     pub reconcile_interval_secs: u64,
     pub jitter_ratio: f64,
     pub scheduler_tick_ms: u64,

@@ -14,6 +14,9 @@ use sync_hostaway::config::Settings;
 use sync_hostaway::sync::{SyncMode, SyncRequest};
 use sync_hostaway::{store, telemetry};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sync-hostaway",

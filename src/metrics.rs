@@ -36,6 +36,7 @@ pub struct Metrics {
     pub hostaway_retries: IntCounterVec,
     pub hostaway_token_refreshes: IntCounter,
     pub db_operation_duration: HistogramVec,
+    pub group_commit_batch: HistogramVec,
     pub webhook_registrations: IntCounterVec,
     pub inbox_pruned: IntCounter,
 }
@@ -173,6 +174,12 @@ impl Metrics {
                 "Database operation latency by operation",
                 &["operation"],
                 LATENCY_BUCKETS
+            )),
+            group_commit_batch: register!(histogram_vec(
+                "sync_hostaway_group_commit_batch_size",
+                "Requests committed together by a group-commit actor",
+                &["actor"],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
             )),
             webhook_registrations: register!(counter_vec(
                 "sync_hostaway_webhook_registrations_total",

@@ -79,6 +79,10 @@ impl<J: BatchJob> GroupCommit<J> {
         }
         self.committing = true;
         let take = self.queue.len().min(self.max_batch);
+        self.metrics
+            .group_commit_batch
+            .with_label_values(&[J::ACTOR])
+            .observe(take as f64);
         let batch: Vec<Pending<J>> = self.queue.drain(..take).collect();
         let mut replies = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());

@@ -89,7 +89,7 @@ impl BatchJob for InboxJob {
                                 id: *id,
                                 account_id: event.account_id,
                                 event_type: event.event_type,
-                                payload: event.payload,
+                                payload: std::sync::Arc::new(event.payload),
                                 attempts: 0,
                                 next_attempt_at: None,
                                 traceparent: event.traceparent,

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! System arbiter
-//! ├─ Supervisor ─ ListingWriter        ┐
-//! ├─ Supervisor ─ ReservationWriter    ├ GroupCommit<Writer<_>>: the only writers of entity tables
+//! ├─ Supervisor ─ ListingWriter        ┐ GroupCommit<Writer<_>>: the only writers of
+//! ├─ Supervisor ─ ReservationWriter    ├ entity tables (on the writer arbiter)
 //! ├─ Supervisor ─ MessageThreadWriter  ┘
 //! ├─ Supervisor ─ WebhookRegistrar       subscriptions at Hostaway
 //! ├─ Supervisor ─ AccountRouter          account_id → AccountActor
@@ -55,10 +55,16 @@ impl ActorSystem {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
+        let mut arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
-
-        let writers = Writers::start(&core.db, &core.metrics, settings.webhooks.ingest_batch_max);
+        let writer_arbiter = Arbiter::new();
+        let writers = Writers::start(
+            &writer_arbiter.handle(),
+            &core.db,
+            &core.metrics,
+            settings.webhooks.ingest_batch_max,
+        );
+        arbiters.push(writer_arbiter);
         let registrar = {
             let core = core.clone();
             Supervisor::start(move |_| WebhookRegistrar::new(core))

@@ -24,6 +24,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 pub struct Scheduler {
     core: Arc<Core>,
     router: Addr<AccountRouter>,
+    /// Reconciliation syncs on (pruning runs either way).
     enabled: bool,
     due: HashMap<i64, Instant>,
     next_prune: Instant,
@@ -102,6 +103,9 @@ impl Scheduler {
     }
 
     fn tick(&mut self) {
+        if !self.enabled {
+            return;
+        }
         let now = Instant::now();
         let active = self.core.directory.active();
         let ids: std::collections::HashSet<i64> = active.iter().map(|e| e.account_id).collect();
@@ -144,9 +148,6 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if !self.enabled {
-            return;
-        }
         let tick = Duration::from_millis(self.core.settings.sync.scheduler_tick_ms.max(10));
         ctx.run_interval(tick, |act, ctx| {
             if let Err(panic) = contain_sync(|| act.tick()) {

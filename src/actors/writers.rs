@@ -318,19 +318,26 @@ pub struct Writers {
 }
 
 impl Writers {
-    pub fn start(db: &DatabaseConnection, metrics: &Arc<Metrics>, max_batch: usize) -> Self {
+    /// Starts the three writers, supervised, on `arbiter` (their own thread,
+    /// so serializing rows never delays the inbox appends).
+    pub fn start(
+        arbiter: &actix::ArbiterHandle,
+        db: &DatabaseConnection,
+        metrics: &Arc<Metrics>,
+        max_batch: usize,
+    ) -> Self {
         use actix::Supervisor;
         let (d1, m1) = (db.clone(), metrics.clone());
         let (d2, m2) = (db.clone(), metrics.clone());
         let (d3, m3) = (db.clone(), metrics.clone());
         Writers {
-            listings: Supervisor::start(move |_| {
+            listings: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(Writer::<Listings>::new(d1, m1.clone()), max_batch, m1)
             }),
-            reservations: Supervisor::start(move |_| {
+            reservations: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(Writer::<Reservations>::new(d2, m2.clone()), max_batch, m2)
             }),
-            threads: Supervisor::start(move |_| {
+            threads: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(Writer::<MessageThreads>::new(d3, m3.clone()), max_batch, m3)
             }),
         }

@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DbErr, QueryResult};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{MAX_ROWS_PER_STATEMENT, Sql};
+use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,7 +68,8 @@ pub struct InboxRow {
     pub id: i64,
     pub account_id: i64,
     pub event_type: String,
-    pub payload: Value,
+    /// Shared: the row is handed between actors and retried without copying.
+    pub payload: std::sync::Arc<Value>,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub traceparent: Option<String>,
@@ -100,7 +101,11 @@ pub async fn append<C: ConnectionTrait>(
     events: &[NewEvent],
 ) -> Result<Vec<Appended>, DbErr> {
     let mut results = Vec::with_capacity(events.len());
-    for chunk in events.chunks(MAX_ROWS_PER_STATEMENT) {
+    let texts: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+    let sizes: Vec<usize> = texts.iter().map(String::len).collect();
+    let mut texts = texts.into_iter();
+    for range in chunk_by_size(&sizes) {
+        let chunk = &events[range];
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, payload, \
@@ -116,7 +121,7 @@ pub async fn append<C: ConnectionTrait>(
                 .push(", ")
                 .bind(event.dedupe_key.clone())
                 .push(", ")
-                .bind(event.payload.clone())
+                .bind_json(texts.next().unwrap_or_default())
                 .push(", ")
                 .bind(event.status.as_str())
                 .push(", 0, ")
@@ -153,7 +158,7 @@ fn inbox_row(row: &QueryResult) -> Result<InboxRow, DbErr> {
         id: row.try_get_by_index(0)?,
         account_id: row.try_get_by_index(1)?,
         event_type: row.try_get_by_index(2)?,
-        payload: row.try_get_by_index(3)?,
+        payload: std::sync::Arc::new(row.try_get_by_index(3)?),
         attempts: row.try_get_by_index(4)?,
         next_attempt_at: row.try_get_by_index(5)?,
         traceparent: row.try_get_by_index(6)?,

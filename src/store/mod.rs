@@ -72,10 +72,67 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         });
     } else {
         ensure_pg_schema(&url, &settings.schema, timeout).await?;
-        options.set_schema_search_path(settings.schema.clone());
+        let schema = settings.schema.clone();
+        // search_path as a startup parameter: no extra round trip per connection.
+        options.map_sqlx_postgres_opts(move |opts| opts.options([("search_path", schema.clone())]));
+        let port = url::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.port())
+            .unwrap_or(5432);
+        options.map_sqlx_postgres_pool_opts(move |pool| {
+            pool.after_connect(move |_conn, _meta| {
+                Box::pin(async move {
+                    disable_nagle(port);
+                    Ok(())
+                })
+            })
+        });
     }
     Ok(Database::connect(options).await?)
 }
+
+/// Sets TCP_NODELAY on this process's sockets to PostgreSQL's port.
+///
+/// sqlx does not, and a statement larger than the socket's send buffer
+/// (16 KiB by default on Linux) then leaves in two writes: the second waits
+/// for the server's delayed ACK, about 40 ms, on every such statement
+/// (measured: a 15 KiB insert takes 0.8 ms, a 16 KiB one 44 ms). sqlx gives
+/// no access to its socket, so the new connection's socket is found among
+/// the process's open descriptors, by peer port.
+#[cfg(target_os = "linux")]
+fn disable_nagle(port: u16) {
+    use std::os::fd::BorrowedFd;
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(raw) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: `raw` was an open socket descriptor when listed and is only
+        // borrowed for a getsockopt/setsockopt pair. Had another thread closed
+        // it since, the calls fail harmlessly; a descriptor reused for another
+        // socket to the same port would only get TCP_NODELAY too.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        let socket = socket2::SockRef::from(&fd);
+        let to_postgres = socket
+            .peer_addr()
+            .ok()
+            .and_then(|addr| addr.as_socket())
+            .is_some_and(|addr| addr.port() == port);
+        if to_postgres && socket.tcp_nodelay().is_ok_and(|on| !on) {
+            let _ = socket.set_tcp_nodelay(true);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn disable_nagle(_port: u16) {}
 
 async fn ensure_pg_schema(url: &str, schema: &str, timeout: Duration) -> Result<(), StoreError> {
     let mut options = ConnectOptions::new(url.to_string());
@@ -154,6 +211,15 @@ impl Sql {
         self
     }
 
+    /// Appends a placeholder bound to JSON text (JSONB on PostgreSQL).
+    pub(crate) fn bind_json(&mut self, text: String) -> &mut Self {
+        self.bind(text);
+        if self.backend == DbBackend::Postgres {
+            self.text.push_str("::jsonb");
+        }
+        self
+    }
+
     /// Appends `(p1, p2, ...)` for a list of values.
     pub(crate) fn bind_list<V: Into<Value>>(
         &mut self,
@@ -187,6 +253,33 @@ impl Sql {
 /// Rows a single INSERT may carry, below both backends' bound-parameter limits.
 pub(crate) const MAX_ROWS_PER_STATEMENT: usize = 500;
 
+/// Bound data per statement: large batches go out as several statements in
+/// one transaction rather than one statement of many megabytes.
+pub(crate) const STATEMENT_BYTES: usize = 256 * 1024;
+
+/// Splits items of the given sizes into consecutive ranges of at most
+/// `STATEMENT_BYTES` (an item larger than that gets a range of its own) and
+/// at most `MAX_ROWS_PER_STATEMENT` items.
+pub(crate) fn chunk_by_size(sizes: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        let full =
+            i > start && (bytes + size > STATEMENT_BYTES || i - start >= MAX_ROWS_PER_STATEMENT);
+        if full {
+            ranges.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < sizes.len() {
+        ranges.push(start..sizes.len());
+    }
+    ranges
+}
+
 pub(crate) async fn ping(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }
@@ -207,6 +300,20 @@ mod tests {
             sqlite_parent_dir("sqlite:///tmp/x/y.db"),
             Some("/tmp/x".into())
         );
+    }
+
+    #[test]
+    fn chunks_respect_size_and_keep_order() {
+        let big = STATEMENT_BYTES;
+        assert_eq!(chunk_by_size(&[]), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(chunk_by_size(&[10, 10, 10]), vec![0..3]);
+        assert_eq!(
+            chunk_by_size(&[big, 1, big / 2, big / 2]),
+            vec![0..1, 1..3, 3..4]
+        );
+        assert_eq!(chunk_by_size(&[big * 3]), vec![0..1]);
+        let many = vec![1; MAX_ROWS_PER_STATEMENT + 1];
+        assert_eq!(chunk_by_size(&many).len(), 2);
     }
 
     #[test]

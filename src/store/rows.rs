@@ -3,6 +3,7 @@
 //! object must not fail a whole sync or webhook batch.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
@@ -21,7 +22,8 @@ pub struct Owner {
 pub struct ListingRow {
     pub id: i64,
     pub owner: Owner,
-    pub payload: Value,
+    /// Shared, so rows move between actors without copying the JSON.
+    pub payload: Arc<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,7 +35,7 @@ pub struct ReservationRow {
     pub arrival_date: Option<NaiveDate>,
     pub departure_date: Option<NaiveDate>,
     pub source_updated_at: Option<DateTime<Utc>>,
-    pub payload: Value,
+    pub payload: Arc<Value>,
 }
 
 /// Messages to merge into one reservation's thread.
@@ -53,7 +55,11 @@ pub fn listing_row(owner: Owner, payload: Value) -> Option<ListingRow> {
         );
         return None;
     };
-    Some(ListingRow { id, owner, payload })
+    Some(ListingRow {
+        id,
+        owner,
+        payload: Arc::new(payload),
+    })
 }
 
 /// The version timestamp of a reservation: `updatedOn`, else `latestActivityOn`.
@@ -88,7 +94,7 @@ pub fn reservation_row(owner: Owner, payload: Value) -> Option<ReservationRow> {
         arrival_date: decode::date_field(&payload, "arrivalDate"),
         departure_date: decode::date_field(&payload, "departureDate"),
         source_updated_at: reservation_version(&payload),
-        payload,
+        payload: Arc::new(payload),
     })
 }
 

@@ -12,7 +12,16 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use serde_json::Value;
 
 use super::rows::{ListingRow, ReservationRow, ThreadMerge, last_message_at, merge_messages};
-use super::{MAX_ROWS_PER_STATEMENT, Sql};
+use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
+
+/// JSON texts of the payloads, and the statement-sized ranges they fall in.
+fn serialized<'a>(
+    payloads: impl Iterator<Item = &'a Value>,
+) -> (Vec<std::ops::Range<usize>>, std::vec::IntoIter<String>) {
+    let texts: Vec<String> = payloads.map(Value::to_string).collect();
+    let sizes: Vec<usize> = texts.iter().map(String::len).collect();
+    (chunk_by_size(&sizes), texts.into_iter())
+}
 
 /// Keeps the last row per id (later rows in a batch are newer deliveries).
 fn last_per_id<T: Clone>(rows: &[T], id: impl Fn(&T) -> i64) -> Vec<T> {
@@ -39,7 +48,9 @@ pub async fn upsert_listings<C: ConnectionTrait>(
 ) -> Result<Vec<i64>, DbErr> {
     let rows = last_per_id(rows, |r| r.id);
     let mut written = Vec::new();
-    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+    let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
+    for range in ranges {
+        let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "INSERT INTO listings (id, account_id, customer_id, raw_payload, deleted_at, created_at, updated_at) VALUES ",
@@ -52,7 +63,7 @@ pub async fn upsert_listings<C: ConnectionTrait>(
                 .push(", ")
                 .bind(row.owner.customer_id)
                 .push(", ")
-                .bind(row.payload.clone())
+                .bind_json(texts.next().unwrap_or_default())
                 .push(", NULL, ")
                 .bind(now)
                 .push(", ")
@@ -85,7 +96,9 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
 ) -> Result<Vec<i64>, DbErr> {
     let rows = newest_per_reservation(rows);
     let mut written = Vec::new();
-    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+    let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
+    for range in ranges {
+        let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "INSERT INTO reservations (id, account_id, customer_id, listing_id, status, arrival_date, \
@@ -109,7 +122,7 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
                 .push(", ")
                 .bind(row.source_updated_at)
                 .push(", ")
-                .bind(row.payload.clone())
+                .bind_json(texts.next().unwrap_or_default())
                 .push(", ")
                 .bind(now)
                 .push(", ")
@@ -188,21 +201,36 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
             }
         }
     }
-    let mut written = Vec::new();
+    let mut existing = HashMap::new();
     for chunk in combined.chunks(MAX_ROWS_PER_STATEMENT) {
-        let existing = load_threads(conn, chunk.iter().map(|m| m.reservation_id)).await?;
+        existing.extend(load_threads(conn, chunk.iter().map(|m| m.reservation_id)).await?);
+    }
+    // The merged threads, as they will be written.
+    let merged: Vec<MergedThread> = combined
+        .iter()
+        .map(|merge| {
+            let (stored, stored_conversation) =
+                existing.remove(&merge.reservation_id).unwrap_or_default();
+            let messages = merge_messages(stored, merge.messages.clone());
+            let last = last_message_at(&messages);
+            let conversation = merge.conversation_id.or(stored_conversation);
+            (
+                merge,
+                conversation,
+                Value::Array(messages).to_string(),
+                last,
+            )
+        })
+        .collect();
+    let sizes: Vec<usize> = merged.iter().map(|(_, _, text, _)| text.len()).collect();
+    let mut written = Vec::new();
+    for range in chunk_by_size(&sizes) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "INSERT INTO message_threads (reservation_id, account_id, customer_id, conversation_id, \
              raw_messages, last_message_at, created_at, updated_at) VALUES ",
         );
-        for (i, merge) in chunk.iter().enumerate() {
-            let (stored, stored_conversation) = existing
-                .get(&merge.reservation_id)
-                .cloned()
-                .unwrap_or_default();
-            let messages = merge_messages(stored, merge.messages.clone());
-            let last = last_message_at(&messages);
+        for (i, (merge, conversation, text, last)) in merged[range].iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
                 .bind(merge.reservation_id)
                 .push(", ")
@@ -210,11 +238,11 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
                 .push(", ")
                 .bind(merge.owner.customer_id)
                 .push(", ")
-                .bind(merge.conversation_id.or(stored_conversation))
+                .bind(*conversation)
                 .push(", ")
-                .bind(Value::Array(messages))
+                .bind_json(text.clone())
                 .push(", ")
-                .bind(last)
+                .bind(*last)
                 .push(", ")
                 .bind(now)
                 .push(", ")
@@ -247,6 +275,10 @@ async fn returned_ids<C: ConnectionTrait>(conn: &C, sql: Sql) -> Result<Vec<i64>
 }
 
 type StoredThread = (Vec<Value>, Option<i64>);
+
+/// A thread ready to write: its merge, conversation id, messages as JSON
+/// text, and the time of its newest message.
+type MergedThread<'a> = (&'a ThreadMerge, Option<i64>, String, Option<DateTime<Utc>>);
 
 async fn load_threads<C: ConnectionTrait>(
     conn: &C,
@@ -337,7 +369,7 @@ mod tests {
             arrival_date: None,
             departure_date: None,
             source_updated_at: crate::hostaway::decode::datetime(&json!(updated)),
-            payload: json!({ "tag": tag }),
+            payload: json!({ "tag": tag }).into(),
         }
     }
 

@@ -150,7 +150,7 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
 
     // Changed: one row written, its updated_at moves, the others stay.
     let mut changed = rows.clone();
-    changed[0].payload["price"] = json!(199.0);
+    std::sync::Arc::make_mut(&mut changed[0].payload)["price"] = json!(199.0);
     let t2 = t0 + Duration::seconds(10);
     assert_eq!(
         upserts::upsert_listings(&db, &changed, t2)

@@ -1,0 +1,279 @@
+//! Shared by the benchmark programs: the service binary as a child process,
+//! RSS readings, machine facts, and rewriting one section of
+//! docs/PERFORMANCE.md.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+pub const WEBHOOK_USER: &str = "hostaway";
+pub const WEBHOOK_PASSWORD: &str = "bench-webhook-password";
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where a benchmark keeps its data.
+pub enum Database {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        url: String,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+impl Database {
+    pub fn sqlite() -> Database {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/bench.db?mode=rwc", dir.path().display());
+        Database::Sqlite { _dir: dir, url }
+    }
+
+    /// A fresh schema on `BENCH_DATABASE_URL` (else `TEST_DATABASE_URL`), if set.
+    pub fn postgres() -> Option<Database> {
+        let url = std::env::var("BENCH_DATABASE_URL")
+            .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Some(Database::Postgres {
+            url,
+            schema: format!("bench_{stamp}_{}", std::process::id()),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Database::Sqlite { .. } => "SQLite",
+            Database::Postgres { .. } => "PostgreSQL",
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Database::Sqlite { url, .. } | Database::Postgres { url, .. } => url,
+        }
+    }
+
+    pub fn schema(&self) -> &str {
+        match self {
+            Database::Sqlite { .. } => "hostaway",
+            Database::Postgres { schema, .. } => schema,
+        }
+    }
+
+    /// A direct connection for reading results (search_path set).
+    pub async fn connect(&self) -> sea_orm::DatabaseConnection {
+        let mut options = sea_orm::ConnectOptions::new(self.url().to_string());
+        options.sqlx_logging(false).max_connections(2);
+        if let Database::Postgres { schema, .. } = self {
+            options.set_schema_search_path(schema.clone());
+        }
+        sea_orm::Database::connect(options).await.expect("connect")
+    }
+
+    /// Drops a PostgreSQL schema created for the run.
+    pub async fn cleanup(&self) {
+        if let Database::Postgres { url, schema } = self {
+            use sea_orm::ConnectionTrait;
+            if let Ok(db) = sea_orm::Database::connect(url.as_str()).await {
+                let _ = db
+                    .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                    .await;
+            }
+        }
+    }
+}
+
+/// The release service binary, configured for production-like runs.
+pub struct Service {
+    child: Child,
+    pub address: String,
+    pub started: Duration,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    pub fn start(db: &Database, env: &[(&str, &str)]) -> Service {
+        let clock = Instant::now();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-hostaway"));
+        command
+            .arg("--config-dir")
+            .arg(manifest_dir().join("config"))
+            .env("SYNC_HOSTAWAY_ENV", "production")
+            .env("SYNC_HOSTAWAY__SERVER__HOST", "127.0.0.1")
+            .env("SYNC_HOSTAWAY__SERVER__PORT", "0")
+            .env("SYNC_HOSTAWAY__DATABASE__URL", db.url())
+            .env("SYNC_HOSTAWAY__DATABASE__SCHEMA", db.schema())
+            .env("SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY", ENCRYPTION_KEY)
+            .env("SYNC_HOSTAWAY__ADMIN__API_TOKEN", ADMIN_TOKEN)
+            .env("SYNC_HOSTAWAY__WEBHOOKS__USERNAME", WEBHOOK_USER)
+            .env("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", WEBHOOK_PASSWORD)
+            .env("SYNC_HOSTAWAY__HOSTAWAY__BASE_URL", "http://127.0.0.1:9/v1")
+            .env("SYNC_HOSTAWAY__SYNC__SYNC_ON_CREATE", "false")
+            .env("SYNC_HOSTAWAY__SYNC__SCHEDULED", "false")
+            .env(
+                "SYNC_HOSTAWAY__TELEMETRY__LOG_FILTER",
+                "warn,sync_hostaway::app=info",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("service starts");
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let address = loop {
+            let found = logs.lock().unwrap().iter().find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                (value["message"] == "listening")
+                    .then(|| value["address"].as_str().map(str::to_string))?
+            });
+            if let Some(address) = found {
+                break format!("http://{address}");
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("service exited with {status}: {:?}", logs.lock().unwrap());
+            }
+            assert!(Instant::now() < deadline, "service did not start");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Service {
+            child,
+            address,
+            started: clock.elapsed(),
+            logs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn rss_mib(&self) -> f64 {
+        rss_mib(self.pid())
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Resident set size of a process, in MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Creates accounts through the admin API.
+pub async fn create_accounts(
+    http: &reqwest::Client,
+    service: &Service,
+    ids: impl Iterator<Item = i64>,
+) {
+    for id in ids {
+        let response = http
+            .post(service.url("/api/v1/hostaway/accounts"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"account_id": id, "client_secret": "bench-secret"}))
+            .send()
+            .await
+            .expect("admin API answers");
+        assert_eq!(response.status(), 201, "account {id}");
+    }
+}
+
+/// One line on the machine the figures come from.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let date = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cores} cores ({cpu}), {memory} RAM, measured {date}")
+}
+
+/// Replaces the section between `<!-- bench:NAME -->` and
+/// `<!-- /bench:NAME -->` in docs/PERFORMANCE.md (appending it if absent).
+pub fn write_section(name: &str, body: &str) {
+    let path = manifest_dir().join("docs/PERFORMANCE.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Performance\n".into());
+    let start = format!("<!-- bench:{name} -->");
+    let end = format!("<!-- /bench:{name} -->");
+    let section = format!("{start}\n{}\n{end}", body.trim_end());
+    let updated = match (text.find(&start), text.find(&end)) {
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{}{}", &text[..a], section, &text[b + end.len()..])
+        }
+        _ => format!("{}\n{}\n", text.trim_end(), section),
+    };
+    std::fs::write(&path, updated).expect("PERFORMANCE.md is writable");
+    println!("updated docs/PERFORMANCE.md section `{name}`");
+}
+
+/// Milliseconds with three decimals from a histogram recorded in microseconds.
+pub fn ms(value_us: u64) -> String {
+    format!("{:.2}", value_us as f64 / 1000.0)
+}

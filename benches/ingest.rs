@@ -1,0 +1,354 @@
+//! Webhook ingest benchmark: keep-alive clients post distinct
+//! `reservation.updated` events spread over 500 accounts to the release
+//! binary, on PostgreSQL (when BENCH_DATABASE_URL or TEST_DATABASE_URL is set)
+//! and SQLite. Then a steady 1,000 events/s run for received→applied latency.
+//!
+//! `cargo bench --bench ingest` (BENCH_SECONDS, BENCH_CLIENTS to change the run)
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Database, Service, WEBHOOK_PASSWORD, WEBHOOK_USER};
+use hdrhistogram::Histogram;
+use sea_orm::ConnectionTrait;
+
+const ACCOUNTS: i64 = 500;
+const FIRST_ACCOUNT: i64 = 100_001;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fixture delivery with `{ACCOUNT}` and `{ID}` placeholders.
+fn template() -> String {
+    let path =
+        common::manifest_dir().join("tests/fixtures/hostaway/webhook_reservation_updated.json");
+    let mut body: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+    body["accountId"] = serde_json::json!("{ACCOUNT}");
+    body["data"]["id"] = serde_json::json!("{ID}");
+    body["data"]["hostawayReservationId"] = serde_json::json!("{ID}");
+    body.to_string()
+        .replace("\"{ACCOUNT}\"", "{ACCOUNT}")
+        .replace("\"{ID}\"", "{ID}")
+}
+
+struct Load {
+    acked: u64,
+    errors: u64,
+    latency_us: Histogram<u64>,
+    elapsed: Duration,
+    peak_rss_mib: f64,
+}
+
+/// Posts as fast as `clients` connections allow (or at `rate` per second in
+/// total), from reservation id `first_id` up, until `duration` is over.
+async fn load(
+    service: &Service,
+    clients: usize,
+    duration: Duration,
+    rate: Option<u64>,
+    first_id: i64,
+) -> Load {
+    let template = Arc::new(template());
+    let next_id = Arc::new(AtomicI64::new(first_id));
+    let acked = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    let url = service.url("/api/v1/hostaway/webhooks");
+    let started = Instant::now();
+    let deadline = started + duration;
+    let pid = service.pid();
+    let sampler = tokio::spawn(async move {
+        let mut peak: f64 = 0.0;
+        while Instant::now() < deadline {
+            peak = peak.max(common::rss_mib(pid));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        peak
+    });
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (template, next_id, acked, errors, http, url) = (
+                template.clone(),
+                next_id.clone(),
+                acked.clone(),
+                errors.clone(),
+                http.clone(),
+                url.clone(),
+            );
+            tokio::spawn(async move {
+                let mut histogram =
+                    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                let mut pace = rate.map(|r| {
+                    let period = Duration::from_secs_f64(clients as f64 / r as f64);
+                    let mut interval = tokio::time::interval(period);
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    interval
+                });
+                while Instant::now() < deadline {
+                    if let Some(interval) = pace.as_mut() {
+                        interval.tick().await;
+                    }
+                    let id = next_id.fetch_add(1, Ordering::Relaxed);
+                    let account = FIRST_ACCOUNT + id % ACCOUNTS;
+                    let body = template
+                        .replace("{ACCOUNT}", &account.to_string())
+                        .replace("{ID}", &id.to_string());
+                    let sent = Instant::now();
+                    let result = http
+                        .post(&url)
+                        .basic_auth(WEBHOOK_USER, Some(WEBHOOK_PASSWORD))
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match result {
+                        Ok(response) if response.status() == 200 => {
+                            let _ = response.bytes().await;
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            let _ = histogram.record(sent.elapsed().as_micros() as u64);
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                histogram
+            })
+        })
+        .collect();
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    for task in tasks {
+        latency_us
+            .add(task.await.expect("client task"))
+            .expect("same bounds");
+    }
+    Load {
+        acked: acked.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        latency_us,
+        elapsed: started.elapsed(),
+        peak_rss_mib: sampler.await.unwrap_or(0.0),
+    }
+}
+
+/// Waits until no inbox row is pending, then returns received→applied
+/// latencies (ms) of rows for reservation ids in `ids`.
+async fn applied_latencies(
+    db: &sea_orm::DatabaseConnection,
+    ids: std::ops::Range<i64>,
+) -> Vec<f64> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let stmt = sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM webhook_events WHERE status = 'pending'",
+        );
+        let pending: i64 = db
+            .query_one_raw(stmt)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|r| r.try_get_by_index(0).ok())
+            .unwrap_or(1);
+        if pending == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stmt = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT received_at, processed_at, payload FROM webhook_events WHERE status = 'processed'",
+    );
+    let mut out = Vec::new();
+    for row in db.query_all_raw(stmt).await.expect("inbox rows") {
+        let received: chrono::DateTime<chrono::Utc> = row.try_get_by_index(0).expect("received_at");
+        let processed: chrono::DateTime<chrono::Utc> =
+            row.try_get_by_index(1).expect("processed_at");
+        let payload: serde_json::Value = row.try_get_by_index(2).expect("payload");
+        let id = payload["data"]["id"].as_i64().unwrap_or(-1);
+        if ids.contains(&id) {
+            out.push((processed - received).num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        }
+    }
+    out.sort_by(|a, b| a.total_cmp(b));
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn count_reservations(db: &sea_orm::DatabaseConnection, ids: std::ops::Range<i64>) -> i64 {
+    let stmt = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        format!(
+            "SELECT COUNT(*) FROM reservations WHERE id >= {} AND id < {}",
+            ids.start, ids.end
+        ),
+    );
+    db.query_one_raw(stmt)
+        .await
+        .expect("count")
+        .and_then(|r| r.try_get_by_index(0).ok())
+        .unwrap_or(0)
+}
+
+struct Figures {
+    backend: &'static str,
+    burst: Load,
+    burst_applied: Vec<f64>,
+    burst_rows: i64,
+    steady: Load,
+    steady_applied: Vec<f64>,
+}
+
+async fn run_backend(db: &Database, clients: usize, seconds: u64) -> Figures {
+    println!("== {}: starting the service", db.name());
+    let service = Service::start(db, &[]);
+    let http = reqwest::Client::new();
+    common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
+    let conn = db.connect().await;
+
+    println!("warm-up");
+    load(&service, clients, Duration::from_secs(2), None, 1).await;
+    applied_latencies(&conn, 0..0).await;
+
+    println!("{clients} clients for {seconds} s");
+    let burst_ids = 10_000_000..20_000_000;
+    let burst = load(
+        &service,
+        clients,
+        Duration::from_secs(seconds),
+        None,
+        burst_ids.start,
+    )
+    .await;
+    let burst_applied = applied_latencies(&conn, burst_ids.clone()).await;
+    let burst_rows = count_reservations(&conn, burst_ids).await;
+
+    println!("steady 1,000 events/s for 10 s");
+    let steady_ids = 30_000_000..40_000_000;
+    let steady = load(
+        &service,
+        16,
+        Duration::from_secs(10),
+        Some(1_000),
+        steady_ids.start,
+    )
+    .await;
+    let steady_applied = applied_latencies(&conn, steady_ids).await;
+    let metrics = http
+        .get(service.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for line in metrics.lines().filter(|l| {
+        (l.contains("db_operation_duration_seconds_sum")
+            || l.contains("db_operation_duration_seconds_count")
+            || l.contains("group_commit_batch_size_sum")
+            || l.contains("group_commit_batch_size_count"))
+            && !l.starts_with('#')
+    }) {
+        println!("  {line}");
+    }
+    service.stop();
+    Figures {
+        backend: db.name(),
+        burst,
+        burst_applied,
+        burst_rows,
+        steady,
+        steady_applied,
+    }
+}
+
+fn main() {
+    let clients = env_number("BENCH_CLIENTS", 64) as usize;
+    let seconds = env_number("BENCH_SECONDS", 20);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let figures: Vec<Figures> = runtime.block_on(async {
+        sync_hostaway::install_tls_provider();
+        let mut all = Vec::new();
+        for db in [Database::postgres(), Some(Database::sqlite())]
+            .into_iter()
+            .flatten()
+        {
+            all.push(run_backend(&db, clients, seconds).await);
+            db.cleanup().await;
+        }
+        all
+    });
+
+    let mut text = format!(
+        "## Webhook ingest\n\n{}.\nCommand: `cargo bench --bench ingest` (PostgreSQL half with \
+         `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test`). The release binary runs as a \
+         child process with production settings; the load generator shares the machine.\n\n\
+         {clients} keep-alive clients, distinct `reservation.updated` events over {ACCOUNTS} accounts, {seconds} s:\n\n\
+         | Backend | acked/s | ack p50 ms | ack p99 ms | ack p99.9 ms | errors | received→applied p50 ms | p99 ms | rows = acked | peak RSS MiB |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        common::machine()
+    );
+    for f in &figures {
+        let b = &f.burst;
+        text.push_str(&format!(
+            "| {} | {:.0} | {} | {} | {} | {} | {:.1} | {:.1} | {} ({} rows, {} acked) | {:.1} |\n",
+            f.backend,
+            b.acked as f64 / b.elapsed.as_secs_f64(),
+            common::ms(b.latency_us.value_at_quantile(0.5)),
+            common::ms(b.latency_us.value_at_quantile(0.99)),
+            common::ms(b.latency_us.value_at_quantile(0.999)),
+            b.errors,
+            percentile(&f.burst_applied, 0.5),
+            percentile(&f.burst_applied, 0.99),
+            if f.burst_rows as u64 == b.acked {
+                "yes"
+            } else {
+                "NO"
+            },
+            f.burst_rows,
+            b.acked,
+            b.peak_rss_mib,
+        ));
+    }
+    text.push_str(
+        "\nSteady 1,000 events/s (16 clients, paced), 10 s:\n\n\
+         | Backend | achieved/s | ack p99 ms | received→applied p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|\n",
+    );
+    for f in &figures {
+        let s = &f.steady;
+        text.push_str(&format!(
+            "| {} | {:.0} | {} | {:.1} | {:.1} | {} |\n",
+            f.backend,
+            s.acked as f64 / s.elapsed.as_secs_f64(),
+            common::ms(s.latency_us.value_at_quantile(0.99)),
+            percentile(&f.steady_applied, 0.5),
+            percentile(&f.steady_applied, 0.99),
+            s.errors,
+        ));
+    }
+    println!("{text}");
+    common::write_section("ingest", &text);
+}
