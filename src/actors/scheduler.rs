@@ -87,6 +87,8 @@ impl Scheduler {
 
     /// When an account first seen now should be reconciled: one interval after
     /// its last sync, or soon (spread over up to a minute) if that has passed.
+    /// An account that never synced gets its full sync when it is created; if
+    /// that failed, the next try is one interval away like any failed run.
     fn first_due(&self, last_sync: Option<chrono::DateTime<Utc>>, now: Instant) -> Instant {
         let spread = self.interval().min(Duration::from_secs(60));
         let soon = now + spread.mul_f64(rand::rng().random_range(0.0..=1.0));
@@ -98,7 +100,7 @@ impl Scheduler {
                     _ => soon,
                 }
             }
-            None => soon,
+            None => now + self.jittered(),
         }
     }
 

@@ -1,4 +1,5 @@
-//! `/health` (the process is alive), `/ready` (it can do its work), `/metrics`.
+//! `/health` (the process is alive), `/ready` (the database answers and the
+//! actor system runs), `/metrics`.
 
 use std::time::Duration;
 
@@ -14,7 +15,12 @@ pub async fn health() -> HttpResponse {
 
 #[get("/ready")]
 pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
-    let checks = ctx.readiness(Duration::from_secs(2)).await;
+    let mut checks = ctx.readiness(Duration::from_secs(2)).await;
+    let actors_up = ctx.actors.router.connected() && ctx.actors.ingest.connected();
+    checks.insert(
+        "actors",
+        if actors_up { "ok" } else { "stopped" }.to_string(),
+    );
     let ok = checks.values().all(|v| v == "ok");
     let body = json!({ "status": if ok { "ready" } else { "not ready" }, "checks": checks });
     if ok {

@@ -1,6 +1,6 @@
 //! The simulated Hostaway API under `/v1`: tokens, listings, reservations,
 //! conversations, messages and unified webhooks, with Hostaway's paths,
-//! parameters, envelopes and status codes (API.md §1-5).
+//! parameters, envelopes and status codes.
 
 use actix_web::middleware::from_fn;
 use actix_web::web::{self, Bytes};

@@ -176,7 +176,7 @@ impl std::str::FromStr for SimLimit {
     }
 }
 
-/// Hostaway's two documented limits (API.md §3): per source IP and per account.
+/// Hostaway's two documented limits: per source IP and per account.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SimRateLimits {
     pub enabled: bool,

@@ -1,4 +1,4 @@
-//! Webhook delivery as Hostaway does it (API.md §5.2-5.3): a JSON POST with
+//! Webhook delivery as Hostaway does it: a JSON POST with
 //! HTTP Basic auth from the registration, 2xx acknowledges, network errors,
 //! timeouts, 5xx and 429 are retried three times with exponential backoff,
 //! any other 4xx is final. Deliveries of one call go out one after another.

@@ -1,4 +1,4 @@
-//! Hostaway's response envelopes (API.md §2.2-2.3): `{"status":"success",
+//! Hostaway's response envelopes: `{"status":"success",
 //! "result":...}` with paging numbers on lists, `{"status":"fail","result":
 //! "<message>"}` for errors, and `{"status":"fail","message":...}` for 429.
 
@@ -44,7 +44,7 @@ impl Fail {
     }
 
     /// Missing, unknown, revoked, expired or not yet usable token: Hostaway
-    /// answers 403 (API.md §1.3).
+    /// answers 403.
     pub fn unauthorized() -> Self {
         Fail::new(StatusCode::FORBIDDEN, "Unauthorized")
     }

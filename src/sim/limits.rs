@@ -1,4 +1,4 @@
-//! Hostaway's rate limits (API.md §3): a sliding window of accepted requests
+//! Hostaway's rate limits: a sliding window of accepted requests
 //! per client IP and per account. A request is accepted only if it fits both
 //! windows; rejected requests do not count against either.
 

@@ -1,5 +1,5 @@
 //! A Hostaway API simulator for tests, benchmarks and laptop demos: the `/v1`
-//! endpoints the mirror uses (API.md), generated deterministic data, rate
+//! endpoints the mirror uses (as Hostaway documents them), generated deterministic data, rate
 //! limits, fault injection, and webhook delivery driven by `/_sim` controls.
 //!
 //! In-process use:

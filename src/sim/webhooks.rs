@@ -1,4 +1,4 @@
-//! Unified webhook registrations (API.md §5.1): the stored object, parsing of
+//! Unified webhook registrations: the stored object, parsing of
 //! create/update bodies, and rendering with the password masked (reads) or
 //! revealed (the create response and test inspection).
 

@@ -122,3 +122,29 @@ fn secrets_never_show_in_debug_output() {
     assert!(!printed.contains("hunter2"), "{printed}");
     assert!(printed.contains("[REDACTED]"));
 }
+
+#[test]
+fn every_key_is_documented() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let defaults = std::fs::read_to_string(root.join("config/default.toml")).unwrap();
+    let docs = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+    let mut section = String::new();
+    let mut keys = 0;
+    for line in defaults.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, rest)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            let key = format!("{section}.{}", key.trim());
+            assert!(rest.contains('#'), "`{key}` has no comment in default.toml");
+            assert!(
+                docs.contains(&format!("`{key}`")),
+                "`{key}` is missing from docs/configuration.md"
+            );
+            keys += 1;
+        }
+    }
+    assert!(keys > 50);
+}

@@ -560,7 +560,8 @@ async fn poison_and_panicking_events_are_dead_lettered_while_everything_else_flo
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
-    assert!(restarts >= 6, "each panic restarted the actor ({restarts})");
+    // A batch holding both panicking events restarts the actor once.
+    assert!(restarts >= 3, "each batch with a panic restarted the actor ({restarts})");
     let account: Value = app
         .admin(Method::GET, &format!("/api/v1/hostaway/accounts/{ACCOUNT}"))
         .send()

@@ -21,6 +21,7 @@ async fn health_ready_and_metrics_answer(backend: Backend) {
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"], "ok");
+    assert_eq!(body["checks"]["actors"], "ok");
 
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
