@@ -86,9 +86,16 @@ async fn main() -> anyhow::Result<()> {
     allocator::return_freed_memory_promptly();
     let cli = Cli::parse();
     let settings = Settings::load(cli.config_dir.as_deref()).context("invalid configuration")?;
-    let telemetry = telemetry::init(&settings.telemetry, settings.environment)
-        .context("could not start telemetry")?;
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    // The service logs to stdout; one-shot commands keep stdout for their output.
+    let telemetry = match command {
+        Command::Serve => telemetry::init(&settings.telemetry, settings.environment),
+        _ => {
+            telemetry::init_with_writer(&settings.telemetry, settings.environment, std::io::stderr)
+        }
+    }
+    .context("could not start telemetry")?;
+    let result = match command {
         Command::Serve => serve(settings).await,
         Command::Migrate => migrate(settings).await,
         Command::Sync {

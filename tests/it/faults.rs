@@ -561,7 +561,10 @@ async fn poison_and_panicking_events_are_dead_lettered_while_everything_else_flo
         .and_then(|n| n.parse::<u64>().ok())
         .unwrap_or(0);
     // A batch holding both panicking events restarts the actor once.
-    assert!(restarts >= 3, "each batch with a panic restarted the actor ({restarts})");
+    assert!(
+        restarts >= 3,
+        "each batch with a panic restarted the actor ({restarts})"
+    );
     let account: Value = app
         .admin(Method::GET, &format!("/api/v1/hostaway/accounts/{ACCOUNT}"))
         .send()
