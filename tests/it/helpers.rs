@@ -148,6 +148,33 @@ impl TestDb {
     }
 }
 
+impl Drop for TestDb {
+    /// Drops the test's PostgreSQL schema (SQLite files go with the temp dir).
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres || !self.schema.starts_with("it_") {
+            return;
+        }
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Its own thread and runtime: this may run inside or outside one.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(db) = Database::connect(url.as_str()).await {
+                    let _ = db
+                        .execute_unprepared(&format!(
+                            "SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                        ))
+                        .await;
+                    let _ = db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// A fixed key so every test instance can read what another one wrote.
 pub fn test_key() -> String {
     "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()

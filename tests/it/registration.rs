@@ -188,8 +188,17 @@ async fn reconcile_recreates_a_deleted_registration_and_reenables_a_disabled_one
     )
     .await;
     assert_ne!(recreated["id"].as_i64().unwrap(), first);
-    let account = webhook_status(&app, 1001, "registered").await;
-    assert_eq!(account["webhook"]["webhook_id"], recreated["id"]);
+    wait_for(
+        "the new webhook id to be stored",
+        Duration::from_secs(20),
+        || async {
+            let account = get_account(&app, 1001).await;
+            (account["webhook"]["webhook_id"] == recreated["id"]
+                && account["webhook"]["status"] == "registered")
+                .then_some(())
+        },
+    )
+    .await;
 
     let id = recreated["id"].as_i64().unwrap();
     let spec = WebhookSpec {
