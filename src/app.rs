@@ -273,3 +273,46 @@ impl Application {
         result
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadOptions, Settings};
+
+    fn settings(environment: Environment, url: &str) -> Settings {
+        Settings::load_with(LoadOptions {
+            config_dir: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config")),
+            environment: Some(environment),
+            env_vars: Some(Default::default()),
+            overrides: vec![
+                ("webhooks.public_base_url".into(), url.into()),
+                ("security.encryption_key".into(), Cipher::generate_key()),
+                ("admin.api_token".into(), "token".into()),
+            ],
+        })
+        .expect("settings")
+    }
+
+    #[test]
+    fn a_public_url_hostaway_would_reject_is_an_error_only_in_production() {
+        for url in [
+            "http://mirror.example.com",
+            "https://mirror.example.com:8443",
+        ] {
+            assert!(check_public_url(&settings(Environment::Development, url)).is_ok());
+            let err = check_public_url(&settings(Environment::Production, url)).unwrap_err();
+            assert!(
+                err.to_string().starts_with("webhooks.public_base_url"),
+                "{err}"
+            );
+        }
+        assert!(
+            check_public_url(&settings(
+                Environment::Production,
+                "https://mirror.example.com"
+            ))
+            .is_ok()
+        );
+        assert!(check_public_url(&settings(Environment::Production, "")).is_ok());
+    }
+}

@@ -117,6 +117,7 @@ fn tracer_provider(
     settings: &TelemetrySettings,
     environment: Environment,
 ) -> Result<SdkTracerProvider, TelemetryError> {
+    crate::install_tls_provider();
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes([
@@ -249,6 +250,38 @@ pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn settings(endpoint: &str, protocol: OtlpProtocol) -> TelemetrySettings {
+        TelemetrySettings {
+            otlp_endpoint: endpoint.into(),
+            otlp_protocol: protocol,
+            service_name: "sync-hostaway".into(),
+            log_format: LogFormat::Json,
+            log_filter: "info".into(),
+            trace_filter: "info".into(),
+            sampling_ratio: 1.0,
+            export_queue_size: 64,
+            export_timeout_ms: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn both_otlp_protocols_build_an_exporter() {
+        for protocol in [OtlpProtocol::HttpProtobuf, OtlpProtocol::Grpc] {
+            let provider =
+                tracer_provider(&settings("http://127.0.0.1:9", protocol), Environment::Test)
+                    .expect("exporter builds");
+            // Nothing listens there: shutting down must still return promptly.
+            let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        }
+        assert!(matches!(
+            tracer_provider(
+                &settings("not a url", OtlpProtocol::Grpc),
+                Environment::Test
+            ),
+            Err(TelemetryError::Exporter(_))
+        ));
+    }
 
     #[test]
     fn traceparent_round_trip() {
