@@ -14,7 +14,7 @@ use sync_hostaway::sync::{SyncError, SyncMode, SyncRequest};
 
 use crate::accounts::{app_with_sim, create_account, get_account, wait_synced};
 use crate::both_backends;
-use crate::helpers::{Backend, fixture, wait_for};
+use crate::helpers::{Backend, fixture, metric_value, wait_for};
 use crate::sync::try_sync;
 use crate::webhooks::{reservation, wait_settled};
 
@@ -132,22 +132,15 @@ async fn a_panicking_handler_is_contained_and_the_actor_restarts(backend: Backen
     )
     .await;
     assert!(reservation(&app.db, 4444).await.is_none());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let restarts: u64 = metrics
-        .lines()
-        .find(|l| l.starts_with("sync_hostaway_actor_restarts_total{actor=\"account\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(restarts >= 2, "each panic restarted the actor: {restarts}");
+    let metrics = app.metrics().await;
+    let restarts = metric_value(
+        &metrics,
+        "sync_hostaway_actor_restarts_total{actor=\"account\"}",
+    );
+    assert!(
+        restarts >= 2.0,
+        "each panic restarted the actor: {restarts}"
+    );
     assert_eq!(get_account(&app, 1001).await["status"], "active");
     app.stop().await;
 }
@@ -187,15 +180,7 @@ async fn past_the_restart_limit_the_account_is_degraded_and_others_keep_going(ba
     )
     .await;
     assert_eq!(degraded["is_active"], true);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("sync_hostaway_accounts_degraded 1"),
         "{metrics}"

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 use crate::accounts::{app_with_sim, create_account};
 use crate::both_backends;
 use crate::helpers::{
-    Backend, TestDb, fixture, http_client, mirror_diff, spawn_app_with, wait_for,
+    Backend, TestDb, fixture, http_client, metric_value, mirror_diff, spawn_app_with, wait_for,
 };
 use crate::process::ServiceProcess;
 use crate::sync::try_sync;
@@ -545,24 +545,14 @@ async fn poison_and_panicking_events_are_dead_lettered_while_everything_else_flo
     )
     .await;
     assert_eq!(attempts, 3, "dead-lettered after the configured attempts");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let restarts = metrics
-        .lines()
-        .find(|l| l.starts_with("sync_hostaway_actor_restarts_total{actor=\"account\"}"))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0);
+    let metrics = app.metrics().await;
+    let restarts = metric_value(
+        &metrics,
+        "sync_hostaway_actor_restarts_total{actor=\"account\"}",
+    );
     // A batch holding both panicking events restarts the actor once.
     assert!(
-        restarts >= 3,
+        restarts >= 3.0,
         "each batch with a panic restarted the actor ({restarts})"
     );
     let account: Value = app

@@ -331,15 +331,7 @@ async fn registration_is_retried_through_hostaway_errors(backend: Backend) {
     );
     webhook_status(&app, 1001, "registered").await;
     assert_eq!(registrations(&app).len(), 1);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             "sync_hostaway_webhook_registrations_total{operation=\"create\",outcome=\"ok\"} 1"

@@ -647,15 +647,7 @@ async fn metrics_are_exposed_and_move_when_work_happens() {
     deliver(&app, &reservation_body(account_id, 77), None).await;
     deliver(&app, &reservation_body(account_id, 77), None).await;
     wait_settled(&app.db).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     for name in [
         "sync_hostaway_webhooks_received_total",
         "sync_hostaway_webhook_received_to_applied_seconds",

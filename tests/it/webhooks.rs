@@ -255,15 +255,7 @@ async fn unknown_events_are_stored_as_ignored(backend: Backend) {
     .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].event_type, "task.created");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("sync_hostaway_webhook_ignored_total{reason=\"unknown_event\"} 1"),
         "{metrics}"
@@ -386,15 +378,7 @@ async fn a_poison_event_is_dead_lettered_and_replayable_while_others_apply(backe
         );
     }
     assert!(reservation(&app.db, 666).await.is_none());
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("sync_hostaway_webhook_dead_letters_total 1"));
     assert!(metrics.contains("sync_hostaway_inbox_events{status=\"failed\"} 1"));
 
