@@ -168,10 +168,6 @@ impl HostawayClient {
         self.inner.tokens.forget(account_id);
         self.inner.limiter.forget(account_id);
     }
-
-    pub fn settings(&self) -> &HostawaySettings {
-        &self.inner.settings
-    }
 }
 
 impl Inner {

@@ -33,13 +33,4 @@ impl HostawayError {
             HostawayError::AuthFailed { .. } | HostawayError::Decode { .. } => false,
         }
     }
-
-    /// The HTTP status Hostaway answered, when there was one.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            HostawayError::Api { status, .. } => Some(*status),
-            HostawayError::RateLimited { .. } => Some(429),
-            _ => None,
-        }
-    }
 }

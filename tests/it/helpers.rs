@@ -113,10 +113,6 @@ impl TestDb {
         }
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self._dir.path().to_path_buf()
-    }
-
     /// Settings for a service on this database (test environment, no process env).
     pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
         let mut all = vec![
