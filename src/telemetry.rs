@@ -215,12 +215,8 @@ where
     }
 }
 
-/// The W3C `traceparent` of the current span, to store with work that may run
-/// later (an inbox row) or elsewhere.
-pub fn current_traceparent() -> Option<String> {
-    traceparent_of(&tracing::Span::current())
-}
-
+/// The W3C `traceparent` of `span`, to store with work that may run later
+/// (an inbox row) or elsewhere.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     if !cx.span().span_context().is_valid() {

@@ -65,7 +65,7 @@ impl BatchJob for InboxJob {
                 let (mut events, spans): (Vec<NewEvent>, Vec<Span>) = items.into_iter().unzip();
                 // Work done later for an event links to its own append span.
                 for (event, span) in events.iter_mut().zip(&spans) {
-                    event.traceparent = traceparent_of(span).or(event.traceparent.take());
+                    event.traceparent = traceparent_of(span);
                 }
                 let stored = {
                     let _timer = metrics.db_timer("inbox_append");

@@ -64,6 +64,12 @@ pub trait EntityWrites: 'static {
     ) -> impl std::future::Future<Output = Result<Vec<Vec<i64>>, DbErr>>;
 }
 
+/// All ops' rows in one list, and each op's row keys (to attribute what was written).
+fn flatten<T: Clone>(ops: Vec<&Vec<T>>, key: impl Fn(&T) -> i64) -> (Vec<T>, Vec<HashSet<i64>>) {
+    let keys = ops.iter().map(|op| op.iter().map(&key).collect()).collect();
+    (ops.into_iter().flatten().cloned().collect(), keys)
+}
+
 /// Gives each op the written ids that belong to it.
 fn attribute(keys_per_op: Vec<HashSet<i64>>, written: Vec<i64>) -> Vec<Vec<i64>> {
     let mut owner: HashMap<i64, usize> = HashMap::new();
@@ -164,13 +170,11 @@ impl EntityWrites for Reservations {
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Vec<i64>>, DbErr> {
-        let keys = ops
-            .iter()
-            .map(|op| op.iter().map(|r| r.id).collect())
-            .collect();
-        let rows: Vec<ReservationRow> = ops.into_iter().flatten().cloned().collect();
-        let written = upserts::upsert_reservations(tx, &rows, now).await?;
-        Ok(attribute(keys, written))
+        let (rows, keys) = flatten(ops, |r| r.id);
+        Ok(attribute(
+            keys,
+            upserts::upsert_reservations(tx, &rows, now).await?,
+        ))
     }
 }
 
@@ -186,13 +190,11 @@ impl EntityWrites for MessageThreads {
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Vec<i64>>, DbErr> {
-        let keys = ops
-            .iter()
-            .map(|op| op.iter().map(|m| m.reservation_id).collect())
-            .collect();
-        let merges: Vec<ThreadMerge> = ops.into_iter().flatten().cloned().collect();
-        let written = upserts::merge_message_threads(tx, &merges, now).await?;
-        Ok(attribute(keys, written))
+        let (merges, keys) = flatten(ops, |m| m.reservation_id);
+        Ok(attribute(
+            keys,
+            upserts::merge_message_threads(tx, &merges, now).await?,
+        ))
     }
 }
 

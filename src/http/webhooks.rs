@@ -132,7 +132,8 @@ async fn accept(
         dedupe_key: delivery.dedupe_key.clone(),
         payload: delivery.body,
         status,
-        traceparent: crate::telemetry::current_traceparent(),
+        // The ingest actor records its append span's context here.
+        traceparent: None,
         received_at: Utc::now(),
     };
     let appended = ctx

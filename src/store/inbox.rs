@@ -51,6 +51,7 @@ pub struct NewEvent {
     pub payload: Value,
     /// `Pending` for events to apply, `Ignored` for events kept only for the record.
     pub status: EventStatus,
+    /// Set by the ingest actor from the event's append span.
     pub traceparent: Option<String>,
     pub received_at: DateTime<Utc>,
 }

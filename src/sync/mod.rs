@@ -280,7 +280,8 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
     Ok(report)
 }
 
-/// Whether a reservation id from a conversation can be trusted as a number.
+/// The reservation a conversation belongs to (`reservationId`, else its
+/// embedded `Reservation`).
 pub(crate) fn reservation_of(conversation: &Value) -> Option<i64> {
     decode::id_field(conversation, "reservationId").or_else(|| {
         conversation

@@ -115,23 +115,12 @@ impl TestDb {
 
     /// Settings for a service on this database (test environment, no process env).
     pub fn settings(&self, overrides: &[(&str, &str)]) -> Settings {
-        let mut all = vec![
-            ("database.url".to_string(), self.url.clone()),
-            ("database.schema".to_string(), self.schema.clone()),
-            ("security.encryption_key".to_string(), test_key()),
+        let base = [
+            ("database.url", self.url.as_str()),
+            ("database.schema", self.schema.as_str()),
+            ("security.encryption_key", test_key()),
         ];
-        all.extend(
-            overrides
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string())),
-        );
-        Settings::load_with(LoadOptions {
-            config_dir: Some(config_dir()),
-            environment: Some(Environment::Test),
-            env_vars: Some(HashMap::new()),
-            overrides: all,
-        })
-        .expect("test settings are valid")
+        test_settings(&base, overrides)
     }
 
     /// A migrated connection.
@@ -172,8 +161,8 @@ impl Drop for TestDb {
 }
 
 /// A fixed key so every test instance can read what another one wrote.
-pub fn test_key() -> String {
-    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_string()
+pub fn test_key() -> &'static str {
+    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 }
 
 /// Drops PostgreSQL test schemas left by runs more than an hour old.
@@ -430,17 +419,22 @@ pub fn client_settings(
     sim: &sync_hostaway::sim::Simulator,
     overrides: &[(&str, &str)],
 ) -> Settings {
-    let mut all = vec![("hostaway.base_url".to_string(), sim.base_url())];
-    all.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    let base_url = sim.base_url();
+    test_settings(&[("hostaway.base_url", base_url.as_str())], overrides)
+}
+
+/// The test environment's settings with `base` then `overrides` applied, the
+/// process environment ignored.
+pub fn test_settings(base: &[(&str, &str)], overrides: &[(&str, &str)]) -> Settings {
     Settings::load_with(LoadOptions {
         config_dir: Some(config_dir()),
         environment: Some(Environment::Test),
         env_vars: Some(HashMap::new()),
-        overrides: all,
+        overrides: base
+            .iter()
+            .chain(overrides)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     })
     .expect("test settings are valid")
 }

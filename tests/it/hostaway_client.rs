@@ -28,6 +28,22 @@ fn client(sim: &Simulator, overrides: &[(&str, &str)]) -> (HostawayClient, Arc<M
     (client, metrics)
 }
 
+/// A simulator for account 1001 with a dataset of this size.
+async fn sim(
+    listings: usize,
+    reservations: usize,
+    conversations: usize,
+    messages: usize,
+) -> Simulator {
+    start_sim(sim_config(DatasetSize {
+        listings,
+        reservations,
+        conversations,
+        messages_per_conversation: messages,
+    }))
+    .await
+}
+
 fn creds(secret: &str) -> Credentials {
     Credentials {
         account_id: ACCOUNT,
@@ -44,13 +60,7 @@ fn ids(items: &[serde_json::Value]) -> Vec<i64> {
 
 #[actix_web::test]
 async fn token_is_fetched_once_and_reused() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 3,
-        reservations: 3,
-        conversations: 3,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(3, 3, 3, 1).await;
     let (client, metrics) = client(&sim, &[]);
     let account = client.account(creds("secret"));
     account.list_listings().await.unwrap();
@@ -64,13 +74,7 @@ async fn token_is_fetched_once_and_reused() {
 
 #[actix_web::test]
 async fn refresh_on_403_is_single_flight_under_16_concurrent_requests() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 20,
-        reservations: 3,
-        conversations: 3,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(20, 3, 3, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
     account.ensure_token().await.unwrap();
@@ -90,13 +94,7 @@ async fn refresh_on_403_is_single_flight_under_16_concurrent_requests() {
 
 #[actix_web::test]
 async fn a_bad_secret_is_a_typed_auth_error() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 1,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let err = client
         .account(creds("wrong"))
@@ -126,13 +124,7 @@ async fn a_bad_secret_is_a_typed_auth_error() {
 
 #[actix_web::test]
 async fn offset_pagination_returns_every_item_exactly_once() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 250,
-        reservations: 230,
-        conversations: 230,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(250, 230, 230, 1).await;
     let (client, _) = client(
         &sim,
         &[("hostaway.page_size", "100"), ("hostaway.concurrency", "3")],
@@ -164,13 +156,7 @@ async fn offset_pagination_returns_every_item_exactly_once() {
 
 #[actix_web::test]
 async fn cursor_pagination_returns_every_reservation_exactly_once() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 5,
-        reservations: 801,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(5, 801, 1, 1).await;
     let (client, _) = client(&sim, &[("hostaway.page_size", "100")]);
     let reservations = client
         .account(creds("secret"))
@@ -193,13 +179,7 @@ async fn cursor_pagination_returns_every_reservation_exactly_once() {
 
 #[actix_web::test]
 async fn server_errors_are_retried_then_surfaced() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 2,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(2, 1, 1, 1).await;
     let (client, metrics) = client(&sim, &[("hostaway.max_attempts", "4")]);
     let account = client.account(creds("secret"));
     account.ensure_token().await.unwrap();
@@ -247,13 +227,7 @@ async fn server_errors_are_retried_then_surfaced() {
 
 #[actix_web::test]
 async fn timeouts_are_retried_then_surfaced() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 2,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(2, 1, 1, 1).await;
     let (client, metrics) = client(
         &sim,
         &[
@@ -286,13 +260,7 @@ async fn timeouts_are_retried_then_surfaced() {
 
 #[actix_web::test]
 async fn a_429_waits_at_least_one_full_window() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 2,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(2, 1, 1, 1).await;
     let (client, metrics) = client(
         &sim,
         &[
@@ -377,13 +345,7 @@ async fn a_sync_sized_run_within_the_limits_sees_no_429() {
 
 #[actix_web::test]
 async fn tolerant_decoding_of_string_ids_and_integer_booleans() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 2,
-        reservations: 2,
-        conversations: 2,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(2, 2, 2, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
     let conversations = account.list_conversations().await.unwrap();
@@ -411,13 +373,7 @@ async fn tolerant_decoding_of_string_ids_and_integer_booleans() {
 
 #[actix_web::test]
 async fn webhook_crud_round_trip() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 1,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
     let spec = WebhookSpec {
@@ -468,13 +424,7 @@ async fn webhook_crud_round_trip() {
 
 #[actix_web::test]
 async fn revoked_tokens_stop_working_and_a_new_one_is_fetched() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 1,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
     account.ensure_token().await.unwrap();
@@ -526,13 +476,7 @@ async fn flaky_receiver(
 
 #[actix_web::test]
 async fn simulator_delivers_with_basic_auth_and_retries_503() {
-    let sim = start_sim(sim_config(DatasetSize {
-        listings: 1,
-        reservations: 1,
-        conversations: 1,
-        messages_per_conversation: 1,
-    }))
-    .await;
+    let sim = sim(1, 1, 1, 1).await;
     let (url, hits, auth) = flaky_receiver(2, 200).await;
     let http = crate::helpers::http_client();
     let response: serde_json::Value = http
