@@ -181,6 +181,7 @@ pub struct HostawaySettings {
     pub retry_max_ms: u64,
     pub concurrency: usize,
     pub page_size: u32,
+    pub max_pages: u32,
     pub token_ready_delay_ms: u64,
     pub token_refresh_margin_secs: u64,
     pub rate_limit: RateLimitSettings,
@@ -425,6 +426,9 @@ impl Settings {
         }
         if self.hostaway.page_size == 0 {
             return Err(invalid("hostaway.page_size", "must be at least 1"));
+        }
+        if self.hostaway.max_pages == 0 {
+            return Err(invalid("hostaway.max_pages", "must be at least 1"));
         }
         if self.hostaway.request_timeout_secs <= 0.0 {
             return Err(invalid("hostaway.request_timeout_secs", "must be positive"));

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub sync_runs: IntCounterVec,
     pub sync_duration: HistogramVec,
     pub sync_records: IntCounterVec,
+    pub sync_incomplete: IntCounterVec,
     pub hostaway_requests: IntCounterVec,
     pub hostaway_latency: HistogramVec,
     pub hostaway_rate_limited: IntCounter,
@@ -145,6 +146,11 @@ impl Metrics {
                 "Records fetched by sync runs, by entity",
                 &["entity"]
             )),
+            sync_incomplete: register!(counter_vec(
+                "sync_hostaway_sync_incomplete_total",
+                "Listings that ended with fewer distinct items than Hostaway's count, by entity",
+                &["entity"]
+            )),
             hostaway_requests: register!(counter_vec(
                 "sync_hostaway_hostaway_requests_total",
                 "Hostaway API requests by endpoint and status (`error` for no response)",
@@ -213,6 +219,7 @@ impl Metrics {
         }
         for entity in ["listings", "reservations", "conversations", "messages"] {
             self.sync_records.with_label_values(&[entity]);
+            self.sync_incomplete.with_label_values(&[entity]);
         }
         for reason in [
             "rate_limited",

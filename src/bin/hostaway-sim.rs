@@ -6,7 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use clap::Parser;
-use sync_hostaway::sim::{DatasetSize, SimAccount, SimConfig, SimLimit, SimRateLimits, Simulator};
+use sync_hostaway::sim::{
+    ActivityFormat, Behaviour, ConversationOrder, CountMode, CursorMode, DatasetSize, MessageOrder,
+    PasswordMasking, ReservationTimestamps, RetryAfter, SimAccount, SimConfig, SimLimit,
+    SimRateLimits, Simulator, TokenError, WebhookEnvelope,
+};
 use tracing_subscriber::EnvFilter;
 
 fn defaults() -> SimConfig {
@@ -93,6 +97,58 @@ struct Cli {
     /// Timeout of each webhook delivery attempt, in milliseconds.
     #[arg(long, default_value_t = defaults().delivery_timeout_ms)]
     delivery_timeout_ms: u64,
+
+    // What Hostaway's documentation leaves open (docs/simulator.md); each
+    // can also be changed at run time with PUT /_sim/behaviour.
+    /// `afterId` on GET /v1/reservations: `position` = the page after that
+    /// reservation in the current order (an unknown id gives an empty page);
+    /// `id-greater` = larger ids in id order.
+    #[arg(long, default_value_t = CursorMode::default(), help_heading = "Undocumented behaviour")]
+    cursor: CursorMode,
+
+    /// Formats `latestActivityStart`/`End` accept: `any`, `date` (YYYY-MM-DD
+    /// only) or `datetime` (YYYY-MM-DD HH:MM:SS only); others get 400.
+    #[arg(long, default_value_t = ActivityFormat::default(), help_heading = "Undocumented behaviour")]
+    activity_format: ActivityFormat,
+
+    /// Whether list envelopes carry `count`, `page` and `totalPages`
+    /// (`present` or `absent`).
+    #[arg(long, default_value_t = CountMode::default(), help_heading = "Undocumented behaviour")]
+    count: CountMode,
+
+    /// Status for a missing, expired or revoked token: `403` or `401`.
+    #[arg(long, default_value_t = TokenError::default(), help_heading = "Undocumented behaviour")]
+    token_error: TokenError,
+
+    /// Order of GET /v1/conversations: `oldest-first` (by id) or
+    /// `newest-first` (latest message first).
+    #[arg(long, default_value_t = ConversationOrder::default(), help_heading = "Undocumented behaviour")]
+    conversation_order: ConversationOrder,
+
+    /// Order of GET /v1/conversations/{id}/messages: `newest-first` or
+    /// `oldest-first`.
+    #[arg(long, default_value_t = MessageOrder::default(), help_heading = "Undocumented behaviour")]
+    message_order: MessageOrder,
+
+    /// `Retry-After` on rate-limit 429s: `none`, or `window` (seconds until
+    /// the refusing window admits again).
+    #[arg(long, default_value_t = RetryAfter::default(), help_heading = "Undocumented behaviour")]
+    retry_after: RetryAfter,
+
+    /// Where deliveries carry the entity: `data` or `payload-data`
+    /// (`payload.data`).
+    #[arg(long, default_value_t = WebhookEnvelope::default(), help_heading = "Undocumented behaviour")]
+    webhook_envelope: WebhookEnvelope,
+
+    /// Webhook `password` in list, read and update answers: `masked` (****)
+    /// or `plain`.
+    #[arg(long, default_value_t = PasswordMasking::default(), help_heading = "Undocumented behaviour")]
+    password_masking: PasswordMasking,
+
+    /// Whether reservations carry `insertedOn`/`updatedOn`: `present` or
+    /// `absent`.
+    #[arg(long, default_value_t = ReservationTimestamps::default(), help_heading = "Undocumented behaviour")]
+    reservation_timestamps: ReservationTimestamps,
 }
 
 fn parse_account(text: &str) -> Result<SimAccount, String> {
@@ -130,6 +186,18 @@ impl Cli {
             max_limit: self.max_limit,
             delivery_retry_base_ms: self.delivery_retry_base_ms,
             delivery_timeout_ms: self.delivery_timeout_ms,
+            behaviour: Behaviour {
+                cursor: self.cursor,
+                activity_format: self.activity_format,
+                count: self.count,
+                token_error: self.token_error,
+                conversation_order: self.conversation_order,
+                message_order: self.message_order,
+                retry_after: self.retry_after,
+                webhook_envelope: self.webhook_envelope,
+                password_masking: self.password_masking,
+                reservation_timestamps: self.reservation_timestamps,
+            },
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -20,6 +21,7 @@ use tracing::{Instrument, field::Empty};
 
 use super::decode;
 use super::error::HostawayError;
+use super::paging::{self, Collected};
 use super::ratelimit::RateLimiter;
 use super::tokens::{Token, TokenCache, TokenStore};
 use super::types::{Envelope, TokenResponse, WebhookRegistration, WebhookSpec};
@@ -72,7 +74,13 @@ struct Inner {
     limiter: RateLimiter,
     tokens: TokenCache,
     metrics: Arc<Metrics>,
+    /// The `latestActivityStart` format the server took last:
+    /// `ACTIVITY_AS_DATETIME` or `ACTIVITY_AS_DATE`.
+    activity_format: AtomicU8,
 }
+
+const ACTIVITY_AS_DATETIME: u8 = 0;
+const ACTIVITY_AS_DATE: u8 = 1;
 
 enum Body {
     Empty,
@@ -151,6 +159,7 @@ impl HostawayClient {
                 ),
                 settings: settings.clone(),
                 metrics,
+                activity_format: AtomicU8::new(ACTIVITY_AS_DATETIME),
             }),
         })
     }
@@ -540,101 +549,189 @@ impl AccountClient {
         }
     }
 
-    /// Pages with `limit`/`offset`, using the envelope's `count`: the first
-    /// page, then the rest concurrently (up to `hostaway.concurrency`).
+    /// One page request of `path`, with `extra` query parameters.
+    fn page_call(
+        path: &str,
+        endpoint: &'static str,
+        extra: &[(&'static str, String)],
+        paging: [(&'static str, Option<i64>); 2],
+    ) -> Call {
+        let mut call = Call::new(Method::GET, path, endpoint);
+        for (key, value) in paging {
+            if let Some(value) = value {
+                call = call.query(key, value);
+            }
+        }
+        call.query.extend(extra.iter().cloned());
+        call
+    }
+
+    /// Counts an incomplete listing and turns it into an error.
+    fn incomplete(
+        &self,
+        endpoint: &'static str,
+        (expected, received): (u64, u64),
+    ) -> HostawayError {
+        self.client
+            .inner
+            .metrics
+            .sync_incomplete
+            .with_label_values(&[entity_of(endpoint)])
+            .inc();
+        tracing::warn!(
+            endpoint,
+            expected,
+            received,
+            "Hostaway served fewer distinct items than it announced"
+        );
+        HostawayError::Incomplete {
+            endpoint: endpoint.to_string(),
+            expected,
+            received,
+        }
+    }
+
+    /// The items of a second walk, or the error if it is still short.
+    fn complete_or_fail(
+        &self,
+        endpoint: &'static str,
+        collected: Collected,
+    ) -> Result<Vec<Value>, HostawayError> {
+        match collected.shortfall() {
+            None => Ok(collected.into_items()),
+            Some(short) => Err(self.incomplete(endpoint, short)),
+        }
+    }
+
+    /// Pages with `limit`/`offset` (API.md §2.5) and proves the result
+    /// complete: a walk that ends short of the announced `count` is walked
+    /// once more, then fails with `HostawayError::Incomplete`.
     async fn list_by_offset(
         &self,
         path: &str,
         endpoint: &'static str,
         extra: &[(&'static str, String)],
     ) -> Result<Vec<Value>, HostawayError> {
-        let limit = self.client.inner.settings.page_size.max(1) as i64;
-        let page = |offset: i64| {
-            let mut call = Call::new(Method::GET, path, endpoint)
-                .query("limit", limit)
-                .query("offset", offset);
-            call.query.extend(extra.iter().cloned());
-            call
+        let collected = self.walk_offsets(path, endpoint, extra, true).await?;
+        let Some(short) = collected.shortfall() else {
+            return Ok(collected.into_items());
         };
-        let first = self.execute(&page(0)).await?;
-        let total = first.count;
-        let mut items = result_array(endpoint, first.result)?;
-        let mut seen: HashSet<i64> = items
-            .iter()
-            .filter_map(|i| decode::id_field(i, "id"))
-            .collect();
-        let first_len = items.len() as i64;
-        match total {
-            Some(total) if total > first_len && first_len > 0 => {
-                // The server may clamp `limit`: step by what it actually returned.
-                let step = first_len.min(limit);
-                let offsets: Vec<i64> = (1..)
-                    .map(|i| i * step)
-                    .take_while(|offset| *offset < total)
-                    .collect();
-                let pages: Vec<Envelope> = futures::stream::iter(offsets)
-                    .map(|offset| {
-                        let call = page(offset);
-                        async move { self.execute(&call).await }
-                    })
-                    .buffered(self.client.inner.settings.concurrency.max(1))
-                    .try_collect()
-                    .await?;
-                for envelope in pages {
-                    for item in result_array(endpoint, envelope.result)? {
-                        if decode::id_field(&item, "id").is_none_or(|id| seen.insert(id)) {
-                            items.push(item);
-                        }
-                    }
-                }
-            }
-            Some(_) => {}
-            None => {
-                // No count: walk pages until a short or empty one.
-                let mut offset = first_len;
-                let mut last_len = first_len;
-                while last_len >= limit {
-                    let envelope = self.execute(&page(offset)).await?;
-                    let batch = result_array(endpoint, envelope.result)?;
-                    last_len = batch.len() as i64;
-                    offset += last_len;
-                    items.extend(
-                        batch
-                            .into_iter()
-                            .filter(|i| decode::id_field(i, "id").is_none_or(|id| seen.insert(id))),
-                    );
-                }
-            }
-        }
-        Ok(items)
+        self.incomplete(endpoint, short);
+        tracing::info!(endpoint, "walking the listing again, one page at a time");
+        self.complete_or_fail(
+            endpoint,
+            self.walk_offsets(path, endpoint, extra, false).await?,
+        )
     }
 
-    /// Pages reservations with the `afterId` cursor, ordered by id.
+    /// One offset walk: the first page, then, when it announced a `count`,
+    /// the rest (concurrently when `concurrent`, up to `hostaway.concurrency`)
+    /// stepping by what the first page held (servers may clamp `limit`);
+    /// without a `count`, page after page until an empty one. Stops early on
+    /// a page that adds nothing new and after `hostaway.max_pages` pages.
+    async fn walk_offsets(
+        &self,
+        path: &str,
+        endpoint: &'static str,
+        extra: &[(&'static str, String)],
+        concurrent: bool,
+    ) -> Result<Collected, HostawayError> {
+        let settings = &self.client.inner.settings;
+        let limit = i64::from(settings.page_size.max(1));
+        let max_pages = settings.max_pages.max(1);
+        let page = |offset: i64| {
+            Self::page_call(
+                path,
+                endpoint,
+                extra,
+                [("limit", Some(limit)), ("offset", Some(offset))],
+            )
+        };
+        let mut collected = Collected::default();
+        let first = self.execute(&page(0)).await?;
+        let first_items = result_array(endpoint, first.result)?;
+        let step = first_items.len() as i64;
+        collected.add_page(first.count, first_items);
+        if step == 0 || collected.reached_total() {
+            return Ok(collected);
+        }
+        if concurrent && let Some(total) = collected.total() {
+            let offsets: Vec<i64> = (1..)
+                .map(|i| i * step)
+                .take_while(|offset| (*offset as u64) < total)
+                .take(max_pages as usize - 1)
+                .collect();
+            let mut pages = futures::stream::iter(offsets)
+                .map(|offset| {
+                    let call = page(offset);
+                    async move { self.execute(&call).await }
+                })
+                .buffered(settings.concurrency.max(1));
+            while let Some(envelope) = pages.try_next().await? {
+                let items = result_array(endpoint, envelope.result)?;
+                collected.add_page(envelope.count, items);
+            }
+            return Ok(collected);
+        }
+        let mut offset = step;
+        for _ in 1..max_pages {
+            let envelope = self.execute(&page(offset)).await?;
+            let items = result_array(endpoint, envelope.result)?;
+            let len = items.len() as i64;
+            let new = collected.add_page(envelope.count, items);
+            if len == 0 || new == 0 || collected.reached_total() {
+                break;
+            }
+            offset += len;
+        }
+        Ok(collected)
+    }
+
+    /// Pages reservations with the `afterId` cursor exactly as API.md §4.2
+    /// documents it: the first page without `afterId`, then the id of the
+    /// last item of each page in the order returned, until an empty page (or
+    /// every announced item is in). Stops on a cursor that does not advance.
+    /// A walk short of the announced `count` is repeated once with offset
+    /// paging (deprecated, still documented), then fails.
     async fn list_by_cursor(
         &self,
         path: &str,
         endpoint: &'static str,
         extra: &[(&'static str, String)],
     ) -> Result<Vec<Value>, HostawayError> {
-        let limit = self.client.inner.settings.page_size.max(1) as usize;
-        let mut after_id = 0i64;
-        let mut items = Vec::new();
-        loop {
-            let mut call = Call::new(Method::GET, path, endpoint)
-                .query("limit", limit)
-                .query("afterId", after_id);
-            call.query.extend(extra.iter().cloned());
+        let settings = &self.client.inner.settings;
+        let limit = i64::from(settings.page_size.max(1));
+        let mut collected = Collected::default();
+        let mut cursors = HashSet::new();
+        let mut after_id = None;
+        for _ in 0..settings.max_pages.max(1) {
+            let call = Self::page_call(
+                path,
+                endpoint,
+                extra,
+                [("limit", Some(limit)), ("afterId", after_id)],
+            );
             let envelope = self.execute(&call).await?;
-            let batch = result_array(endpoint, envelope.result)?;
-            let len = batch.len();
-            let last = batch.iter().filter_map(|i| decode::id_field(i, "id")).max();
-            items.extend(batch);
-            match last {
-                Some(last) if len >= limit && last > after_id => after_id = last,
+            let items = result_array(endpoint, envelope.result)?;
+            let next = paging::last_id(&items);
+            let new = collected.add_page(envelope.count, items);
+            if new == 0 || collected.reached_total() {
+                break;
+            }
+            match next {
+                Some(id) if cursors.insert(id) => after_id = Some(id),
                 _ => break,
             }
         }
-        Ok(items)
+        let Some(short) = collected.shortfall() else {
+            return Ok(collected.into_items());
+        };
+        self.incomplete(endpoint, short);
+        tracing::info!(endpoint, "walking the listing again with offset paging");
+        self.complete_or_fail(
+            endpoint,
+            self.walk_offsets(path, endpoint, extra, false).await?,
+        )
     }
 
     /// Every listing of the account.
@@ -649,15 +746,60 @@ impl AccountClient {
     }
 
     /// Reservations, all of them or those with activity since `since`.
+    /// The format `latestActivityStart` takes is not documented (API.md
+    /// §7.2): a date-time is tried first (the narrower window), a date (the
+    /// whole day, a superset) when the server refuses that, and if it
+    /// refuses both every reservation is read. The accepted format is
+    /// remembered for later runs.
     pub async fn list_reservations(
         &self,
         since: Option<DateTime<Utc>>,
     ) -> Result<Vec<Value>, HostawayError> {
-        let extra: Vec<(&'static str, String)> = since
-            .map(|t| vec![("latestActivityStart", decode::format_datetime(t))])
-            .unwrap_or_default();
-        self.list_by_cursor("/reservations", endpoints::RESERVATIONS, &extra)
-            .await
+        let list = |extra: Vec<(&'static str, String)>| async move {
+            self.list_by_cursor("/reservations", endpoints::RESERVATIONS, &extra)
+                .await
+        };
+        let Some(since) = since else {
+            return list(Vec::new()).await;
+        };
+        let remembered = &self.client.inner.activity_format;
+        let preferred = remembered.load(std::sync::atomic::Ordering::Relaxed);
+        let other = if preferred == ACTIVITY_AS_DATE {
+            ACTIVITY_AS_DATETIME
+        } else {
+            ACTIVITY_AS_DATE
+        };
+        for format in [preferred, other] {
+            let value = match format {
+                ACTIVITY_AS_DATE => since.format("%Y-%m-%d").to_string(),
+                _ => decode::format_datetime(since),
+            };
+            match list(vec![("latestActivityStart", value)]).await {
+                Err(HostawayError::Api {
+                    status: 400 | 422,
+                    message,
+                    ..
+                }) => {
+                    tracing::info!(
+                        format = if format == ACTIVITY_AS_DATETIME {
+                            "date-time"
+                        } else {
+                            "date"
+                        },
+                        message,
+                        "Hostaway refused this latestActivityStart format"
+                    );
+                }
+                result => {
+                    remembered.store(format, std::sync::atomic::Ordering::Relaxed);
+                    return result;
+                }
+            }
+        }
+        tracing::warn!(
+            "Hostaway refused latestActivityStart in every format; reading every reservation"
+        );
+        list(Vec::new()).await
     }
 
     pub async fn get_reservation(&self, id: i64) -> Result<Value, HostawayError> {
@@ -761,6 +903,16 @@ impl AccountClient {
             .await;
         inner.tokens.forget(self.account_id());
         result.map(|_| ())
+    }
+}
+
+/// The `entity` label of a list endpoint.
+fn entity_of(endpoint: &str) -> &'static str {
+    match endpoint {
+        endpoints::LISTINGS => "listings",
+        endpoints::RESERVATIONS => "reservations",
+        endpoints::CONVERSATIONS => "conversations",
+        _ => "messages",
     }
 }
 

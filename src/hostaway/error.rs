@@ -20,6 +20,16 @@ pub enum HostawayError {
     Connect { endpoint: String, message: String },
     #[error("could not decode the answer of {endpoint}: {message}")]
     Decode { endpoint: String, message: String },
+    /// A listing ended with fewer distinct items than the `count` Hostaway
+    /// announced, even after a second walk with offset paging.
+    #[error(
+        "incomplete listing from {endpoint}: Hostaway announced {expected} items but {received} distinct ones were served"
+    )]
+    Incomplete {
+        endpoint: String,
+        expected: u64,
+        received: u64,
+    },
 }
 
 impl HostawayError {
@@ -30,6 +40,8 @@ impl HostawayError {
             | HostawayError::Timeout { .. }
             | HostawayError::Connect { .. } => true,
             HostawayError::Api { status, .. } => *status >= 500,
+            // A listing may well be complete on the next run.
+            HostawayError::Incomplete { .. } => true,
             HostawayError::AuthFailed { .. } | HostawayError::Decode { .. } => false,
         }
     }

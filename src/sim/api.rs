@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::behaviour::{ConversationOrder, MessageOrder};
 use super::envelope::{self, Fail};
 use super::gateway::{self, Caller};
 use super::paging::{self, ActivityWindow, ReservationOrder, ReservationQuery};
@@ -86,6 +87,17 @@ fn admit_anonymous(request: &HttpRequest) -> Result<(), Fail> {
     let state = gateway::state_of(request)?;
     let account = gateway::bearer(request).and_then(|token| state.authenticate(token));
     gateway::admit(request, account)
+}
+
+/// A list page in the envelope, after any list lies (`Faults`) and with
+/// `count` as the behaviour says.
+fn respond_page(
+    state: &SimState,
+    request: &HttpRequest,
+    page: paging::Page<Value>,
+) -> HttpResponse {
+    let page = state.distort(request.path(), page);
+    envelope::page(page, state.behaviour().count)
 }
 
 fn truthy(flag: Option<&str>) -> bool {
@@ -174,13 +186,20 @@ fn read<R>(
 ) -> Result<R, Fail> {
     state
         .read(caller.account_id, read)
-        .ok_or_else(Fail::unauthorized)
+        .ok_or_else(|| state.token_refused())
 }
 
-async fn list_listings(caller: Caller, state: State, query: web::Query<ListingsQuery>) -> Reply {
+async fn list_listings(
+    caller: Caller,
+    request: HttpRequest,
+    state: State,
+    query: web::Query<ListingsQuery>,
+) -> Reply {
+    let behaviour = state.behaviour();
     let window = ActivityWindow::parse(
         query.latest_activity_start.as_deref(),
         query.latest_activity_end.as_deref(),
+        behaviour.activity_format,
     )
     .map_err(Fail::bad_request)?;
     let (limit, offset) = paging::resolve(query.limit, query.offset, state.max_limit());
@@ -188,7 +207,7 @@ async fn list_listings(caller: Caller, state: State, query: web::Query<ListingsQ
         let matching = paging::filter_by_activity(&store.listings, &window);
         paging::slice(&matching, limit, offset).map(Value::clone)
     })?;
-    Ok(envelope::page(page))
+    Ok(respond_page(&state, &request, page))
 }
 
 async fn get_listing(caller: Caller, state: State, id: web::Path<i64>) -> Reply {
@@ -213,32 +232,45 @@ struct ReservationsQuery {
 
 async fn list_reservations(
     caller: Caller,
+    request: HttpRequest,
     state: State,
     query: web::Query<ReservationsQuery>,
 ) -> Reply {
+    let behaviour = state.behaviour();
     let (limit, offset) = paging::resolve(query.limit, query.offset, state.max_limit());
-    let query = ReservationQuery {
+    let mut query = ReservationQuery {
         limit,
         offset,
         after_id: query.after_id,
         activity: ActivityWindow::parse(
             query.latest_activity_start.as_deref(),
             query.latest_activity_end.as_deref(),
+            behaviour.activity_format,
         )
         .map_err(Fail::bad_request)?,
         order: ReservationOrder::parse(query.sort_order.as_deref()).map_err(Fail::bad_request)?,
         listing_id: query.listing_id,
+        message_times: Default::default(),
     };
     let page = read(&state, caller, |store| {
-        paging::select_reservations(&store.reservations, &query).map(Value::clone)
+        if query.order.needs_message_times() {
+            query.message_times = store.message_times();
+        }
+        paging::select_reservations(&store.reservations, &query, behaviour.cursor)
+            .map(|r| behaviour.render_reservation(r))
     })?;
-    Ok(envelope::page(page))
+    Ok(respond_page(&state, &request, page))
 }
 
 async fn get_reservation(caller: Caller, state: State, id: web::Path<i64>) -> Reply {
-    read(&state, caller, |store| store.reservation(*id).cloned())?
-        .map(envelope::success)
-        .ok_or_else(|| Fail::not_found("Reservation not found"))
+    let behaviour = state.behaviour();
+    read(&state, caller, |store| {
+        store
+            .reservation(*id)
+            .map(|r| behaviour.render_reservation(r))
+    })?
+    .map(envelope::success)
+    .ok_or_else(|| Fail::not_found("Reservation not found"))
 }
 
 /// `GET /v1/reservations/{id}/conversations`: the reservation's conversations.
@@ -272,13 +304,15 @@ struct ConversationsQuery {
 
 async fn list_conversations(
     caller: Caller,
+    request: HttpRequest,
     state: State,
     query: web::Query<ConversationsQuery>,
 ) -> Reply {
+    let behaviour = state.behaviour();
     let (limit, offset) = paging::resolve(query.limit, query.offset, state.max_limit());
     let include = truthy(query.include_resources.as_deref());
     let page = read(&state, caller, |store| {
-        let matching: Vec<&Value> = store
+        let mut matching: Vec<&Value> = store
             .conversations
             .iter()
             .filter(|c| {
@@ -287,9 +321,21 @@ async fn list_conversations(
                     .is_none_or(|id| c.get("reservationId").and_then(Value::as_i64) == Some(id))
             })
             .collect();
+        if behaviour.conversation_order == ConversationOrder::NewestFirst {
+            // By the latest message either way, then by id, both descending.
+            let latest = |c: &Value| -> (String, i64) {
+                let at = |key: &str| c.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+                let (sent, received) = (at("messageSentOn"), at("messageReceivedOn"));
+                (
+                    sent.max(received),
+                    c.get("id").and_then(Value::as_i64).unwrap_or(0),
+                )
+            };
+            matching.sort_by_key(|c| std::cmp::Reverse(latest(c)));
+        }
         paging::slice(&matching, limit, offset).map(|c| store.render_conversation(c, include))
     })?;
-    Ok(envelope::page(page))
+    Ok(respond_page(&state, &request, page))
 }
 
 #[derive(Deserialize)]
@@ -322,9 +368,11 @@ struct MessagesQuery {
     include_scheduled_messages: Option<String>,
 }
 
-/// Newest first; only `sent` messages unless `includeScheduledMessages=1`.
+/// Newest or oldest first (`message_order`); only `sent` messages unless
+/// `includeScheduledMessages=1`.
 async fn list_messages(
     caller: Caller,
+    request: HttpRequest,
     state: State,
     id: web::Path<i64>,
     query: web::Query<MessagesQuery>,
@@ -332,18 +380,21 @@ async fn list_messages(
     let id = *id;
     let (limit, offset) = paging::resolve(query.limit, query.offset, state.max_limit());
     let scheduled = truthy(query.include_scheduled_messages.as_deref());
+    let behaviour = state.behaviour();
     let page = read(&state, caller, |store| {
         store.conversation(id)?;
-        let newest_first: Vec<&Value> = store
+        let mut ordered: Vec<&Value> = store
             .messages_of(id)
             .iter()
-            .rev()
             .filter(|m| scheduled || m.get("status").and_then(Value::as_str) == Some("sent"))
             .collect();
-        Some(paging::slice(&newest_first, limit, offset).map(Value::clone))
+        if behaviour.message_order == MessageOrder::NewestFirst {
+            ordered.reverse();
+        }
+        Some(paging::slice(&ordered, limit, offset).map(Value::clone))
     })?
     .ok_or_else(|| Fail::not_found("Conversation not found"))?;
-    Ok(envelope::page(page))
+    Ok(respond_page(&state, &request, page))
 }
 
 async fn get_message(caller: Caller, state: State, ids: web::Path<(i64, i64)>) -> Reply {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::behaviour::Behaviour;
+
 /// One simulated Hostaway account: the account id doubles as the OAuth
 /// `client_id`, the secret is the `client_secret`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +234,10 @@ pub struct SimConfig {
     pub delivery_retry_base_ms: u64,
     /// Per delivery attempt (Hostaway: 20 s).
     pub delivery_timeout_ms: u64,
+    /// What the documentation leaves open (API.md §7); changeable at run
+    /// time with `PUT /_sim/behaviour`.
+    #[serde(default)]
+    pub behaviour: Behaviour,
 }
 
 impl SimConfig {
@@ -281,6 +287,7 @@ impl Default for SimConfig {
             max_limit: 100,
             delivery_retry_base_ms: 60_000,
             delivery_timeout_ms: 20_000,
+            behaviour: Behaviour::default(),
         }
     }
 }

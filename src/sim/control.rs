@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use super::behaviour::Behaviour;
 use super::config::{DatasetSize, SimAccount, SimRateLimits, validate_account_id};
 use super::delivery::DeliverRequest;
 use super::envelope::Fail;
@@ -37,6 +38,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 web::resource("/rate-limits")
                     .route(web::get().to(get_rate_limits))
                     .route(web::put().to(put_rate_limits)),
+            )
+            .service(
+                web::resource("/behaviour")
+                    .route(web::get().to(get_behaviour))
+                    .route(web::put().to(put_behaviour)),
             )
             .route("/tokens/expire", web::post().to(expire_tokens))
             .service(
@@ -113,6 +119,17 @@ async fn put_rate_limits(state: State, body: Bytes) -> Reply {
     limits.validate().map_err(Fail::bad_request)?;
     state.set_rate_limits(limits);
     Ok(HttpResponse::Ok().json(state.rate_limits()))
+}
+
+async fn get_behaviour(state: State) -> HttpResponse {
+    HttpResponse::Ok().json(state.behaviour())
+}
+
+/// Sets every switch; the ones left out go back to their defaults.
+async fn put_behaviour(state: State, body: Bytes) -> Reply {
+    let behaviour: Behaviour = json_body(&body)?;
+    state.set_behaviour(behaviour);
+    Ok(HttpResponse::Ok().json(state.behaviour()))
 }
 
 async fn expire_tokens(state: State) -> HttpResponse {

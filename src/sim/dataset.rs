@@ -964,6 +964,25 @@ impl AccountStore {
         }
     }
 
+    /// Each reservation's conversation times, for the
+    /// `lastConversationMessage*` orders (latest over its conversations).
+    pub fn message_times(&self) -> std::collections::HashMap<i64, super::paging::MessageTimes> {
+        let mut times: std::collections::HashMap<i64, super::paging::MessageTimes> =
+            std::collections::HashMap::new();
+        for conversation in &self.conversations {
+            let entry = times.entry(int(conversation, "reservationId")).or_default();
+            let sent = text(conversation, "messageSentOn");
+            let received = text(conversation, "messageReceivedOn");
+            if sent > entry.sent.as_str() {
+                entry.sent = sent.to_string();
+            }
+            if received > entry.received.as_str() {
+                entry.received = received.to_string();
+            }
+        }
+        times
+    }
+
     /// A conversation's messages, oldest first.
     pub fn messages_of(&self, conversation_id: i64) -> &[Value] {
         self.messages

@@ -13,6 +13,8 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::behaviour::WebhookEnvelope;
+
 /// Retries after the first attempt (four attempts in all).
 pub const MAX_RETRIES: u32 = 3;
 
@@ -91,9 +93,23 @@ pub fn object_for_event(event: &str) -> String {
     }
 }
 
-/// The delivery body Hostaway sends.
-pub fn envelope(object: &str, event: &str, account_id: i64, data: Value) -> Value {
-    json!({ "object": object, "event": event, "accountId": account_id, "data": data })
+/// The delivery body Hostaway sends, the entity where `shape` puts it.
+pub fn envelope(
+    shape: WebhookEnvelope,
+    object: &str,
+    event: &str,
+    account_id: i64,
+    data: Value,
+) -> Value {
+    match shape {
+        WebhookEnvelope::Data => {
+            json!({ "object": object, "event": event, "accountId": account_id, "data": data })
+        }
+        WebhookEnvelope::PayloadData => json!({
+            "object": object, "event": event, "accountId": account_id,
+            "payload": { "data": data }
+        }),
+    }
 }
 
 /// One delivery to make.
@@ -278,7 +294,13 @@ mod tests {
         assert_eq!(object_for_event("reservation.updated"), "reservation");
         assert_eq!(object_for_event("message.received"), "conversationMessage");
         assert_eq!(object_for_event("task.created"), "task");
-        let body = envelope("reservation", "reservation.created", 7, json!({"id": 1}));
+        let body = envelope(
+            WebhookEnvelope::Data,
+            "reservation",
+            "reservation.created",
+            7,
+            json!({"id": 1}),
+        );
         assert_eq!(body["accountId"], 7);
         assert_eq!(body["data"]["id"], 1);
     }

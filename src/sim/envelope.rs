@@ -10,6 +10,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::behaviour::CountMode;
 use super::paging::Page;
 
 /// The 429 text of `tests/fixtures/hostaway/rate_limit_429_response.json`.
@@ -113,9 +114,12 @@ struct PageBody {
     result: Vec<Value>,
     limit: usize,
     offset: usize,
-    count: usize,
-    page: usize,
-    total_pages: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_pages: Option<usize>,
 }
 
 impl fmt::Display for Fail {
@@ -146,15 +150,17 @@ pub fn success(result: Value) -> HttpResponse {
     })
 }
 
-/// A list page with Hostaway's paging numbers.
-pub fn page(page: Page<Value>) -> HttpResponse {
+/// A list page with Hostaway's paging numbers (`count`, `page` and
+/// `totalPages` only when `count` says so).
+pub fn page(page: Page<Value>, count: CountMode) -> HttpResponse {
+    let totals = count == CountMode::Present;
     HttpResponse::Ok().json(PageBody {
         status: "success",
-        page: page.page(),
-        total_pages: page.total_pages(),
+        page: totals.then(|| page.page()),
+        total_pages: totals.then(|| page.total_pages()),
         limit: page.limit,
         offset: page.offset,
-        count: page.count,
+        count: totals.then_some(page.count),
         result: page.items,
     })
 }

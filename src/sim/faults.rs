@@ -8,6 +8,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::paging::Page;
+
 /// What to inject. The default injects nothing. Burst counters count down as
 /// they are used; `path_contains` restricts every fault (but not
 /// `retry_after_secs`, which applies to every 429) to matching paths.
@@ -29,6 +31,16 @@ pub struct Faults {
     pub retry_after_secs: Option<u64>,
     /// Only requests whose path contains this are affected.
     pub path_contains: Option<String>,
+    /// A lying list endpoint: `count` announces this many more items than
+    /// exist.
+    pub count_bonus: u64,
+    /// A lying list endpoint: items past this position are never served
+    /// (pages beyond it come back short or empty) while `count` still
+    /// announces them.
+    pub serve_at_most: Option<usize>,
+    /// The next N list pages that do not start at the beginning come back
+    /// empty (a page lost mid-way, once).
+    pub empty_pages: u32,
 }
 
 impl Default for Faults {
@@ -42,6 +54,9 @@ impl Default for Faults {
             hang_ms: 30_000,
             retry_after_secs: None,
             path_contains: None,
+            count_bonus: 0,
+            serve_at_most: None,
+            empty_pages: 0,
         }
     }
 }
@@ -113,6 +128,23 @@ impl FaultInjector {
 
     pub fn retry_after_secs(&self) -> Option<u64> {
         self.faults.retry_after_secs
+    }
+
+    /// Applies the list lies to a page served for `path`.
+    pub fn distort<T>(&mut self, path: &str, mut page: Page<T>) -> Page<T> {
+        let faults = &mut self.faults;
+        if !faults.applies_to(path) {
+            return page;
+        }
+        page.count = page.count.saturating_add(faults.count_bonus as usize);
+        if let Some(max) = faults.serve_at_most {
+            page.items.truncate(max.saturating_sub(page.offset));
+        }
+        if faults.empty_pages > 0 && page.offset > 0 {
+            faults.empty_pages -= 1;
+            page.items.clear();
+        }
+        page
     }
 
     /// Decides the fate of a request to `path`, using up burst counters.
@@ -205,6 +237,44 @@ mod tests {
             .filter(|_| injector.decide("/v1/x").verdict != Verdict::Pass)
             .count();
         assert!((400..600).contains(&failures), "{failures}");
+    }
+
+    #[test]
+    fn list_lies() {
+        let page = |offset: usize| Page {
+            items: (offset..offset + 10).collect::<Vec<_>>(),
+            limit: 10,
+            offset,
+            count: 30,
+        };
+        let mut injector = FaultInjector::new(1);
+        injector.set(Faults {
+            count_bonus: 5,
+            serve_at_most: Some(15),
+            empty_pages: 1,
+            path_contains: Some("/reservations".into()),
+            ..Faults::default()
+        });
+        assert_eq!(injector.distort("/v1/listings", page(0)), page(0));
+        let first = injector.distort("/v1/reservations", page(0));
+        assert_eq!((first.items.len(), first.count), (10, 35));
+        assert!(
+            injector
+                .distort("/v1/reservations", page(10))
+                .items
+                .is_empty(),
+            "lost once"
+        );
+        assert_eq!(
+            injector.distort("/v1/reservations", page(10)).items,
+            vec![10, 11, 12, 13, 14]
+        );
+        assert!(
+            injector
+                .distort("/v1/reservations", page(20))
+                .items
+                .is_empty()
+        );
     }
 
     #[test]

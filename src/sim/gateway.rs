@@ -121,5 +121,5 @@ fn authorize(request: &HttpRequest) -> Result<Caller, Fail> {
     state.admit(client_ip(request), account)?;
     account
         .map(|account_id| Caller { account_id })
-        .ok_or_else(Fail::unauthorized)
+        .ok_or_else(|| state.token_refused())
 }

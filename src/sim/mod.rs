@@ -15,6 +15,7 @@
 //! ```
 
 mod api;
+mod behaviour;
 mod config;
 mod control;
 mod dataset;
@@ -38,6 +39,10 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpServer, web};
 
+pub use behaviour::{
+    ActivityFormat, Behaviour, ConversationOrder, CountMode, CursorMode, MessageOrder,
+    PasswordMasking, ReservationTimestamps, RetryAfter, TokenError, WebhookEnvelope,
+};
 pub use config::{DatasetSize, SimAccount, SimConfig, SimLimit, SimRateLimits};
 pub use dataset::{AccountData, ids};
 pub use delivery::{DeliverRequest, DeliveryAttempt, DeliveryRecord};

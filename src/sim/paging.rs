@@ -3,9 +3,12 @@
 //! `afterId`, `latestActivityStart/End`, `sortOrder`). Pure functions.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::Value;
+
+use super::behaviour::{ActivityFormat, CursorMode};
 
 /// Page size when the request names none (documented for reservations).
 pub const DEFAULT_LIMIT: usize = 100;
@@ -75,6 +78,21 @@ pub enum ReservationOrder {
     LatestActivityDesc,
     ArrivalAsc,
     ArrivalDesc,
+    /// By the time of the reservation's last outgoing message (its
+    /// conversation's `messageSentOn`); reservations without one first.
+    LastMessageSentAsc,
+    LastMessageSentDesc,
+    /// By the time of the last incoming message (`messageReceivedOn`).
+    LastMessageReceivedAsc,
+    LastMessageReceivedDesc,
+}
+
+/// A reservation's conversation times (`messageSentOn`, `messageReceivedOn`),
+/// for the `lastConversationMessage*` orders.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageTimes {
+    pub sent: String,
+    pub received: String,
 }
 
 impl ReservationOrder {
@@ -86,23 +104,60 @@ impl ReservationOrder {
             Some("latestActivityDesc") => ReservationOrder::LatestActivityDesc,
             Some("arrivalDate") => ReservationOrder::ArrivalAsc,
             Some("arrivalDateDesc") => ReservationOrder::ArrivalDesc,
+            Some("lastConversationMessageSent") => ReservationOrder::LastMessageSentAsc,
+            Some("lastConversationMessageSentDesc") => ReservationOrder::LastMessageSentDesc,
+            Some("lastConversationMessageReceived") => ReservationOrder::LastMessageReceivedAsc,
+            Some("lastConversationMessageReceivedDesc") => {
+                ReservationOrder::LastMessageReceivedDesc
+            }
             Some(other) => return Err(format!("Unsupported sortOrder: {other}")),
         })
     }
 
-    fn compare(self, a: &Value, b: &Value) -> Ordering {
+    /// Whether the order needs the reservations' conversation times.
+    pub fn needs_message_times(self) -> bool {
+        matches!(
+            self,
+            ReservationOrder::LastMessageSentAsc
+                | ReservationOrder::LastMessageSentDesc
+                | ReservationOrder::LastMessageReceivedAsc
+                | ReservationOrder::LastMessageReceivedDesc
+        )
+    }
+
+    fn compare(self, a: &Value, b: &Value, times: &HashMap<i64, MessageTimes>) -> Ordering {
+        enum Key {
+            Field(&'static str),
+            Sent,
+            Received,
+        }
         let (key, descending) = match self {
-            ReservationOrder::UpdatedDesc => ("updatedOn", true),
-            ReservationOrder::UpdatedAsc => ("updatedOn", false),
-            ReservationOrder::LatestActivityAsc => ("latestActivityOn", false),
-            ReservationOrder::LatestActivityDesc => ("latestActivityOn", true),
-            ReservationOrder::ArrivalAsc => ("arrivalDate", false),
-            ReservationOrder::ArrivalDesc => ("arrivalDate", true),
+            ReservationOrder::UpdatedDesc => (Key::Field("updatedOn"), true),
+            ReservationOrder::UpdatedAsc => (Key::Field("updatedOn"), false),
+            ReservationOrder::LatestActivityAsc => (Key::Field("latestActivityOn"), false),
+            ReservationOrder::LatestActivityDesc => (Key::Field("latestActivityOn"), true),
+            ReservationOrder::ArrivalAsc => (Key::Field("arrivalDate"), false),
+            ReservationOrder::ArrivalDesc => (Key::Field("arrivalDate"), true),
+            ReservationOrder::LastMessageSentAsc => (Key::Sent, false),
+            ReservationOrder::LastMessageSentDesc => (Key::Sent, true),
+            ReservationOrder::LastMessageReceivedAsc => (Key::Received, false),
+            ReservationOrder::LastMessageReceivedDesc => (Key::Received, true),
+        };
+        let value = |item: &'_ Value| -> String {
+            match key {
+                Key::Field(field) => text(item, field).to_string(),
+                Key::Sent => times
+                    .get(&id(item))
+                    .map(|t| t.sent.clone())
+                    .unwrap_or_default(),
+                Key::Received => times
+                    .get(&id(item))
+                    .map(|t| t.received.clone())
+                    .unwrap_or_default(),
+            }
         };
         // Hostaway's timestamps sort correctly as text.
-        let ordering = text(a, key)
-            .cmp(text(b, key))
-            .then_with(|| id(a).cmp(&id(b)));
+        let ordering = value(a).cmp(&value(b)).then_with(|| id(a).cmp(&id(b)));
         if descending {
             ordering.reverse()
         } else {
@@ -119,24 +174,38 @@ pub struct ActivityWindow {
 }
 
 impl ActivityWindow {
-    /// Reads `latestActivityStart`/`End`, each `YYYY-MM-DD` or
-    /// `YYYY-MM-DD HH:MM:SS`; a date-only end includes that whole day.
-    pub fn parse(start: Option<&str>, end: Option<&str>) -> Result<Self, String> {
+    /// Reads `latestActivityStart`/`End` in the formats `format` accepts
+    /// (`YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS`); a date-only end includes that
+    /// whole day.
+    pub fn parse(
+        start: Option<&str>,
+        end: Option<&str>,
+        format: ActivityFormat,
+    ) -> Result<Self, String> {
+        let dates = format != ActivityFormat::DateTime;
+        let times = format != ActivityFormat::Date;
+        let expected = match format {
+            ActivityFormat::Any => "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+            ActivityFormat::Date => "YYYY-MM-DD",
+            ActivityFormat::DateTime => "YYYY-MM-DD HH:MM:SS",
+        };
         let bound =
             |name: &str, value: Option<&str>, end_of_day: bool| -> Result<Option<String>, String> {
                 let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
                     return Ok(None);
                 };
-                if let Ok(at) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S") {
+                if let Ok(at) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S")
+                    && times
+                {
                     return Ok(Some(at.format("%Y-%m-%d %H:%M:%S").to_string()));
                 }
-                if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+                if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                    && dates
+                {
                     let time = if end_of_day { "23:59:59" } else { "00:00:00" };
                     return Ok(Some(format!("{} {time}", day.format("%Y-%m-%d"))));
                 }
-                Err(format!(
-                    "Invalid {name}: expected YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"
-                ))
+                Err(format!("Invalid {name}: expected {expected}"))
             };
         Ok(ActivityWindow {
             start: bound("latestActivityStart", start, false)?,
@@ -160,35 +229,50 @@ pub struct ReservationQuery {
     pub activity: ActivityWindow,
     pub order: ReservationOrder,
     pub listing_id: Option<i64>,
+    /// Conversation times by reservation id, filled only for the orders
+    /// that need them.
+    pub message_times: HashMap<i64, MessageTimes>,
 }
 
-/// Applies a reservation query. With `afterId` (even 0) the page holds the
-/// next items with a larger id in id order, `offset` is ignored, `count`
-/// stays the total matching the filters, and the reported `offset` is the
-/// cursor's position in that id-ordered list. Without it: `sortOrder`, then
-/// `offset`.
-pub fn select_reservations<'a>(all: &'a [Value], query: &ReservationQuery) -> Page<&'a Value> {
+/// Applies a reservation query. With `afterId`, `offset` is ignored and the
+/// page starts after the cursor as `cursor` reads it: after that
+/// reservation's position in the `sortOrder` order (none there: an empty
+/// page), or at the first larger id in id order. `count` stays the total
+/// matching the filters; the reported `offset` is where the page starts.
+/// Without `afterId`: `sortOrder`, then `offset`.
+pub fn select_reservations<'a>(
+    all: &'a [Value],
+    query: &ReservationQuery,
+    cursor: CursorMode,
+) -> Page<&'a Value> {
     let mut matching: Vec<&Value> = all
         .iter()
         .filter(|r| query.activity.contains(r))
         .filter(|r| query.listing_id.is_none_or(|l| int(r, "listingMapId") == l))
         .collect();
-    match query.after_id {
-        Some(after) => {
+    let Some(after) = query.after_id else {
+        matching.sort_by(|a, b| query.order.compare(a, b, &query.message_times));
+        return slice(&matching, query.limit, query.offset);
+    };
+    let position = match cursor {
+        CursorMode::Position => {
+            matching.sort_by(|a, b| query.order.compare(a, b, &query.message_times));
+            matching
+                .iter()
+                .position(|r| id(r) == after)
+                .map_or(matching.len(), |anchor| anchor + 1)
+        }
+        CursorMode::IdGreater => {
             matching.sort_by_key(|r| id(r));
-            let position = matching.partition_point(|r| id(r) <= after);
-            let end = position.saturating_add(query.limit).min(matching.len());
-            Page {
-                items: matching[position..end].to_vec(),
-                limit: query.limit,
-                offset: position,
-                count: matching.len(),
-            }
+            matching.partition_point(|r| id(r) <= after)
         }
-        None => {
-            matching.sort_by(|a, b| query.order.compare(a, b));
-            slice(&matching, query.limit, query.offset)
-        }
+    };
+    let end = position.saturating_add(query.limit).min(matching.len());
+    Page {
+        items: matching[position..end].to_vec(),
+        limit: query.limit,
+        offset: position,
+        count: matching.len(),
     }
 }
 
@@ -239,7 +323,12 @@ mod tests {
             activity: ActivityWindow::default(),
             order: ReservationOrder::UpdatedDesc,
             listing_id: None,
+            message_times: HashMap::new(),
         }
+    }
+
+    fn select_id_greater<'a>(all: &'a [Value], query: &ReservationQuery) -> Page<&'a Value> {
+        select_reservations(all, query, CursorMode::IdGreater)
     }
 
     fn ids(page: &Page<&Value>) -> Vec<i64> {
@@ -272,7 +361,7 @@ mod tests {
     fn default_order_is_updated_desc_then_id_desc() {
         let mut all = reservations();
         all[1]["updatedOn"] = all[2]["updatedOn"].clone(); // ids 2 and 3 tie
-        let page = select_reservations(
+        let page = select_id_greater(
             &all,
             &ReservationQuery {
                 limit: 10,
@@ -280,7 +369,7 @@ mod tests {
             },
         );
         assert_eq!(ids(&page), vec![4, 10, 9, 8, 7, 6, 5, 3, 2, 1]);
-        let ascending = select_reservations(
+        let ascending = select_id_greater(
             &all,
             &ReservationQuery {
                 limit: 10,
@@ -289,7 +378,7 @@ mod tests {
             },
         );
         assert_eq!(ids(&ascending), vec![1, 2, 3, 5, 6, 7, 8, 9, 10, 4]);
-        let second = select_reservations(
+        let second = select_id_greater(
             &all,
             &ReservationQuery {
                 offset: 3,
@@ -309,7 +398,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut cursor = 0;
         loop {
-            let page = select_reservations(
+            let page = select_id_greater(
                 &all,
                 &ReservationQuery {
                     after_id: Some(cursor),
@@ -327,7 +416,7 @@ mod tests {
             cursor = *seen.last().unwrap();
         }
         assert_eq!(seen, (1..=10).collect::<Vec<_>>());
-        let tail = select_reservations(
+        let tail = select_id_greater(
             &all,
             &ReservationQuery {
                 after_id: Some(8),
@@ -339,11 +428,61 @@ mod tests {
     }
 
     #[test]
+    fn position_cursor_follows_the_current_order() {
+        let all = reservations();
+        // Default order: 4, 10, 9, 8, 7, 6, 5, 3, 2, 1.
+        let first = select_reservations(&all, &query(), CursorMode::Position);
+        assert_eq!(ids(&first), vec![4, 10, 9]);
+        let mut seen = ids(&first);
+        loop {
+            let page = select_reservations(
+                &all,
+                &ReservationQuery {
+                    after_id: Some(*seen.last().unwrap()),
+                    offset: 1, // ignored with a cursor
+                    ..query()
+                },
+                CursorMode::Position,
+            );
+            assert_eq!(page.count, 10);
+            if page.items.is_empty() {
+                break;
+            }
+            seen.extend(ids(&page));
+        }
+        assert_eq!(seen, vec![4, 10, 9, 8, 7, 6, 5, 3, 2, 1]);
+        for unknown in [0, 11] {
+            let page = select_reservations(
+                &all,
+                &ReservationQuery {
+                    after_id: Some(unknown),
+                    ..query()
+                },
+                CursorMode::Position,
+            );
+            assert!(page.items.is_empty(), "afterId={unknown} anchors nowhere");
+            assert_eq!(page.count, 10);
+        }
+        let ascending = select_reservations(
+            &all,
+            &ReservationQuery {
+                after_id: Some(10),
+                order: ReservationOrder::UpdatedAsc,
+                ..query()
+            },
+            CursorMode::Position,
+        );
+        assert_eq!(ids(&ascending), vec![4]);
+    }
+
+    #[test]
     fn activity_window_and_listing_filter() {
         let all = reservations();
-        let window = ActivityWindow::parse(Some("2026-01-03"), Some("2026-01-05")).unwrap();
+        let window =
+            ActivityWindow::parse(Some("2026-01-03"), Some("2026-01-05"), ActivityFormat::Any)
+                .unwrap();
         assert_eq!(window.end.as_deref(), Some("2026-01-05 23:59:59"));
-        let page = select_reservations(
+        let page = select_id_greater(
             &all,
             &ReservationQuery {
                 limit: 10,
@@ -355,10 +494,13 @@ mod tests {
         assert_eq!(ids(&page), vec![3, 5, 4]);
         assert_eq!(page.count, 3);
 
-        let precise =
-            ActivityWindow::parse(Some("2026-01-03 12:00:01"), Some("2026-01-05 12:00:00"))
-                .unwrap();
-        let page = select_reservations(
+        let precise = ActivityWindow::parse(
+            Some("2026-01-03 12:00:01"),
+            Some("2026-01-05 12:00:00"),
+            ActivityFormat::Any,
+        )
+        .unwrap();
+        let page = select_id_greater(
             &all,
             &ReservationQuery {
                 activity: precise,
@@ -368,7 +510,7 @@ mod tests {
         );
         assert_eq!(ids(&page), vec![4, 5]);
 
-        let page = select_reservations(
+        let page = select_id_greater(
             &all,
             &ReservationQuery {
                 listing_id: Some(10),
@@ -379,18 +521,25 @@ mod tests {
         );
         assert_eq!(ids(&page), vec![1, 3, 5, 7, 9]);
 
-        assert!(ActivityWindow::parse(Some("yesterday"), None).is_err());
-        assert!(ActivityWindow::parse(None, Some("2026-13-01")).is_err());
+        let any = ActivityFormat::Any;
+        assert!(ActivityWindow::parse(Some("yesterday"), None, any).is_err());
+        assert!(ActivityWindow::parse(None, Some("2026-13-01"), any).is_err());
         assert_eq!(
-            ActivityWindow::parse(Some(""), None).unwrap(),
+            ActivityWindow::parse(Some(""), None, any).unwrap(),
             ActivityWindow::default()
         );
+        let date = ActivityFormat::Date;
+        let datetime = ActivityFormat::DateTime;
+        assert!(ActivityWindow::parse(Some("2026-01-03"), None, date).is_ok());
+        assert!(ActivityWindow::parse(Some("2026-01-03 12:00:00"), None, date).is_err());
+        assert!(ActivityWindow::parse(Some("2026-01-03 12:00:00"), None, datetime).is_ok());
+        assert!(ActivityWindow::parse(Some("2026-01-03"), None, datetime).is_err());
     }
 
     #[test]
     fn other_orders() {
         let all = reservations();
-        let by_arrival = select_reservations(
+        let by_arrival = select_id_greater(
             &all,
             &ReservationQuery {
                 order: ReservationOrder::parse(Some("arrivalDate")).unwrap(),
@@ -398,7 +547,7 @@ mod tests {
             },
         );
         assert_eq!(ids(&by_arrival), vec![10, 9, 8]);
-        let by_activity = select_reservations(
+        let by_activity = select_id_greater(
             &all,
             &ReservationQuery {
                 order: ReservationOrder::parse(Some("latestActivityDesc")).unwrap(),

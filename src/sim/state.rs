@@ -13,6 +13,9 @@ use chrono::{DateTime, NaiveTime, Utc};
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 
+use actix_web::http::StatusCode;
+
+use super::behaviour::{Behaviour, PasswordMasking, RetryAfter, TokenError};
 use super::config::{DatasetSize, SimAccount, SimConfig, SimRateLimits, validate_account_id};
 use super::dataset::{AccountData, AccountStore, Stream, entity_rng};
 use super::delivery::{
@@ -22,6 +25,7 @@ use super::envelope::Fail;
 use super::faults::{Decision, FaultInjector, Faults};
 use super::limits::RateLimiter;
 use super::mutation::{self, Change, Mutation, MutationClock};
+use super::paging::Page;
 use super::stats::SimStats;
 use super::tokens::TokenStore;
 use super::webhooks::{Webhook, WebhookPatch};
@@ -52,6 +56,8 @@ pub struct SimState {
     config: SimConfig,
     /// Largest page `limit` honoured; starts at `config.max_limit`.
     max_limit: AtomicU32,
+    /// Starts at `config.behaviour`.
+    behaviour: Mutex<Behaviour>,
     /// The moment generated data is "as of": midnight UTC of the start day.
     anchor: DateTime<Utc>,
     world: Mutex<World>,
@@ -95,6 +101,7 @@ impl SimState {
             limiter: Mutex::new(RateLimiter::new(config.rate_limits)),
             faults: Mutex::new(FaultInjector::new(config.seed)),
             max_limit: AtomicU32::new(config.max_limit.max(1)),
+            behaviour: Mutex::new(config.behaviour),
             anchor,
             world: Mutex::new(world),
             stats: Mutex::new(SimStats::default()),
@@ -143,10 +150,15 @@ impl SimState {
 
     /// The account's data as the API serves it now (the mirror's target).
     pub fn dataset(&self, account_id: i64) -> Option<AccountData> {
-        lock(&self.world)
+        let behaviour = self.behaviour();
+        let mut data = lock(&self.world)
             .accounts
             .get(&account_id)
-            .map(|account| account.store.snapshot())
+            .map(|account| account.store.snapshot())?;
+        for reservation in &mut data.reservations {
+            *reservation = behaviour.render_reservation(reservation);
+        }
+        Some(data)
     }
 
     /// The account's webhook registrations with their real passwords.
@@ -182,6 +194,16 @@ impl SimState {
 
     pub fn rate_limits(&self) -> SimRateLimits {
         lock(&self.limiter).config()
+    }
+
+    /// The switches for what the documentation leaves open, as they are now.
+    pub fn behaviour(&self) -> Behaviour {
+        *lock(&self.behaviour)
+    }
+
+    /// Changes those switches from the next request on.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *lock(&self.behaviour) = behaviour;
     }
 
     /// Largest page `limit` honoured now.
@@ -251,6 +273,7 @@ impl SimState {
         changes: &[Change],
         asynchronous: bool,
     ) -> Vec<DeliveryRecord> {
+        let behaviour = self.behaviour();
         let jobs = {
             let world = lock(&self.world);
             let targets: Vec<&Webhook> = world
@@ -267,7 +290,18 @@ impl SimState {
                     } else {
                         change.object.clone()
                     };
-                    let body = envelope(&object, &change.event, account_id, change.data.clone());
+                    let data = if object == "reservation" {
+                        behaviour.render_reservation(&change.data)
+                    } else {
+                        change.data.clone()
+                    };
+                    let body = envelope(
+                        behaviour.webhook_envelope,
+                        &object,
+                        &change.event,
+                        account_id,
+                        data,
+                    );
                     targets.iter().map(move |webhook| DeliveryJob {
                         url: webhook.url.clone(),
                         event: change.event.clone(),
@@ -292,7 +326,13 @@ impl SimState {
                 .clone()
                 .unwrap_or_else(|| object_for_event(&request.event));
             let data = request.data.clone().unwrap_or_else(|| json!({}));
-            envelope(&object, &request.event, request.account_id, data)
+            envelope(
+                self.behaviour().webhook_envelope,
+                &object,
+                &request.event,
+                request.account_id,
+                data,
+            )
         });
         let targets: Vec<(String, Option<(String, String)>)> = {
             let world = lock(&self.world);
@@ -348,14 +388,28 @@ impl SimState {
         lock(&self.stats).record_response(route, status);
     }
 
+    /// A list page as the (possibly lying) server serves it to `path`.
+    pub(crate) fn distort<T>(&self, path: &str, page: Page<T>) -> Page<T> {
+        lock(&self.faults).distort(path, page)
+    }
+
     pub(crate) fn decide_faults(&self, path: &str) -> Decision {
         lock(&self.faults).decide(path)
     }
 
     /// Rate-limit admission for a request from `ip` on behalf of `account`.
     pub(crate) fn admit(&self, ip: IpAddr, account: Option<i64>) -> Result<(), Fail> {
-        let admitted = lock(&self.limiter).admit(ip, account, Instant::now());
-        admitted.map_err(|_| Fail::too_many_requests(self.retry_after_secs()))
+        let now = Instant::now();
+        let admitted = lock(&self.limiter).admit(ip, account, now);
+        admitted.map_err(|limited| {
+            let window = match self.behaviour().retry_after {
+                RetryAfter::None => None,
+                RetryAfter::Window => limited
+                    .retry_at
+                    .map(|at| at.saturating_duration_since(now).as_secs_f64().ceil() as u64),
+            };
+            Fail::too_many_requests(self.retry_after_secs().or(window))
+        })
     }
 
     pub(crate) fn retry_after_secs(&self) -> Option<u64> {
@@ -380,6 +434,14 @@ impl SimState {
     }
 
     /// The account of a usable token.
+    /// The answer to a missing, unknown, expired or revoked token.
+    pub(crate) fn token_refused(&self) -> Fail {
+        match self.behaviour().token_error {
+            TokenError::Forbidden => Fail::unauthorized(),
+            TokenError::Unauthorized => Fail::new(StatusCode::UNAUTHORIZED, "Unauthorized"),
+        }
+    }
+
     pub(crate) fn authenticate(&self, token: &str) -> Option<i64> {
         lock(&self.world).tokens.check(token, Instant::now())
     }
@@ -400,13 +462,19 @@ impl SimState {
             .map(|account| read(&account.store))
     }
 
-    /// The account's registrations, passwords masked.
+    /// Whether list, read and update answers show the real password.
+    fn reveal_passwords(&self) -> bool {
+        self.behaviour().password_masking == PasswordMasking::Plain
+    }
+
+    /// The account's registrations, passwords masked unless switched off.
     pub(crate) fn list_webhooks(&self, account_id: i64) -> Vec<Value> {
+        let reveal = self.reveal_passwords();
         lock(&self.world)
             .webhooks
             .values()
             .filter(|w| w.account_id == account_id)
-            .map(|w| w.to_json(false))
+            .map(|w| w.to_json(reveal))
             .collect()
     }
 
@@ -422,11 +490,12 @@ impl SimState {
     }
 
     pub(crate) fn webhook(&self, account_id: i64, id: i64) -> Option<Value> {
+        let reveal = self.reveal_passwords();
         lock(&self.world)
             .webhooks
             .get(&id)
             .filter(|w| w.account_id == account_id)
-            .map(|w| w.to_json(false))
+            .map(|w| w.to_json(reveal))
     }
 
     pub(crate) fn update_webhook(
@@ -435,13 +504,14 @@ impl SimState {
         id: i64,
         patch: WebhookPatch,
     ) -> Option<Value> {
+        let reveal = self.reveal_passwords();
         let mut world = lock(&self.world);
         let webhook = world
             .webhooks
             .get_mut(&id)
             .filter(|w| w.account_id == account_id)?;
         patch.apply(webhook);
-        Some(webhook.to_json(false))
+        Some(webhook.to_json(reveal))
     }
 
     pub(crate) fn delete_webhook(&self, account_id: i64, id: i64) -> bool {

@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod actors;
 mod config;
+mod conformance;
 mod faults;
 mod health;
 mod hostaway_client;

@@ -195,13 +195,18 @@ async fn paging_matches_the_dataset() {
     assert_eq!(page["result"], json!(truth.listings[3..6]));
     sim.state().set_max_limit(20);
 
-    // Reservations with the afterId cursor, then with offsets.
-    let mut seen = Vec::new();
-    let mut cursor = 0;
+    // Reservations with the afterId cursor as documented (§4.2): the first
+    // page without it, then the id of the last item returned, until an
+    // empty page; the default order is updatedOn DESC, id DESC.
+    let mut seen: Vec<Value> = Vec::new();
+    let mut cursor: Option<i64> = None;
     loop {
+        let after = cursor
+            .map(|id| format!("&afterId={id}"))
+            .unwrap_or_default();
         let (_, page) = get(
             &client,
-            format!("{base}/reservations?limit=10&afterId={cursor}"),
+            format!("{base}/reservations?limit=10{after}"),
             &token,
         )
         .await;
@@ -210,10 +215,25 @@ async fn paging_matches_the_dataset() {
         if items.is_empty() {
             break;
         }
-        cursor = items.last().unwrap()["id"].as_i64().unwrap();
+        cursor = items.last().unwrap()["id"].as_i64();
         seen.extend(items);
     }
-    assert_eq!(seen, truth.reservations);
+    let key = |r: &Value| {
+        (
+            r["updatedOn"].as_str().unwrap().to_string(),
+            r["id"].as_i64().unwrap(),
+        )
+    };
+    let mut expected = truth.reservations.clone();
+    expected.sort_by_key(|r| std::cmp::Reverse(key(r)));
+    assert_eq!(seen, expected);
+    let (_, unknown) = get(&client, format!("{base}/reservations?afterId=0"), &token).await;
+    assert_eq!(
+        unknown["result"],
+        json!([]),
+        "an unknown anchor gives an empty page"
+    );
+    assert_eq!(unknown["count"], 45);
     let (_, page) = get(
         &client,
         format!("{base}/reservations?limit=20&offset=40"),
@@ -293,7 +313,7 @@ async fn paging_matches_the_dataset() {
     );
 
     let stats = sim.state().stats();
-    assert_eq!(stats.requests_for("GET /v1/reservations"), 8);
+    assert_eq!(stats.requests_for("GET /v1/reservations"), 9);
     assert_eq!(stats.requests_for("GET /v1/conversations/{id}/messages"), 2);
     assert_eq!(stats.requests_for("GET /v1/listings/{id}"), 2);
     assert_eq!(stats.requests_for("GET /v1/listings"), 2);
