@@ -81,7 +81,11 @@ async fn matrix_case(backend: Backend, index: usize) {
     assert_eq!(mirror_diff(&app, ACCOUNT).await, None, "{name}: full sync");
     let state = app.sim().state();
     // Without `count` only an empty page proves the end of a list.
-    let per_conversation = if behaviour.count == CountMode::Absent { 2 } else { 1 };
+    let per_conversation = if behaviour.count == CountMode::Absent {
+        2
+    } else {
+        1
+    };
     assert_eq!(
         state.stats().requests.get(endpoints::MESSAGES),
         Some(&(800 * per_conversation)),
