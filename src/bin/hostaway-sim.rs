@@ -7,9 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::Context;
 use clap::Parser;
 use sync_hostaway::sim::{
-    ActivityFormat, Behaviour, ConversationOrder, CountMode, CursorMode, DatasetSize, MessageOrder,
-    PasswordMasking, ReservationTimestamps, RetryAfter, SimAccount, SimConfig, SimLimit,
-    SimRateLimits, Simulator, TokenError, WebhookEnvelope,
+    ActivityFormat, ActivityScope, Behaviour, ConversationOrder, CountMode, CursorMode,
+    DatasetSize, MessageOrder, PasswordMasking, ReservationTimestamps, RetryAfter, SimAccount,
+    SimConfig, SimLimit, SimRateLimits, Simulator, TokenError, WebhookEnvelope,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -111,6 +111,11 @@ struct Cli {
     #[arg(long, default_value_t = ActivityFormat::default(), help_heading = "Undocumented behaviour")]
     activity_format: ActivityFormat,
 
+    /// Which changes move a reservation's `latestActivityOn`: `every-change`,
+    /// or `bookings-only` (updates and cancellations leave it).
+    #[arg(long, default_value_t = ActivityScope::default(), help_heading = "Undocumented behaviour")]
+    activity_scope: ActivityScope,
+
     /// Whether list envelopes carry `count`, `page` and `totalPages`
     /// (`present` or `absent`).
     #[arg(long, default_value_t = CountMode::default(), help_heading = "Undocumented behaviour")]
@@ -189,6 +194,7 @@ impl Cli {
             behaviour: Behaviour {
                 cursor: self.cursor,
                 activity_format: self.activity_format,
+                activity_scope: self.activity_scope,
                 count: self.count,
                 token_error: self.token_error,
                 conversation_order: self.conversation_order,

@@ -688,17 +688,38 @@ impl AccountClient {
     }
 
     /// Pages reservations with the `afterId` cursor exactly as API.md §4.2
-    /// documents it: the first page without `afterId`, then the id of the
-    /// last item of each page in the order returned, until an empty page (or
-    /// every announced item is in). Stops on a cursor that does not advance.
-    /// A walk short of the announced `count` is repeated once with offset
-    /// paging (deprecated, still documented), then fails.
+    /// documents it, and proves the walk complete: one short of the
+    /// announced `count` is repeated once with offset paging (deprecated,
+    /// still documented), then fails.
     async fn list_by_cursor(
         &self,
         path: &str,
         endpoint: &'static str,
         extra: &[(&'static str, String)],
     ) -> Result<Vec<Value>, HostawayError> {
+        let collected = self.walk_cursor(path, endpoint, extra, |_| false).await?;
+        let Some(short) = collected.shortfall() else {
+            return Ok(collected.into_items());
+        };
+        self.incomplete(endpoint, short);
+        tracing::info!(endpoint, "walking the listing again with offset paging");
+        self.complete_or_fail(
+            endpoint,
+            self.walk_offsets(path, endpoint, extra, false).await?,
+        )
+    }
+
+    /// One cursor walk: the first page without `afterId`, then the id of
+    /// the last item of each page in the order returned, until an empty
+    /// page, every announced item, a cursor that does not advance, a page
+    /// for which `enough` says so, or `hostaway.max_pages` pages.
+    async fn walk_cursor(
+        &self,
+        path: &str,
+        endpoint: &'static str,
+        extra: &[(&'static str, String)],
+        enough: impl Fn(&[Value]) -> bool,
+    ) -> Result<Collected, HostawayError> {
         let settings = &self.client.inner.settings;
         let limit = i64::from(settings.page_size.max(1));
         let mut collected = Collected::default();
@@ -714,8 +735,9 @@ impl AccountClient {
             let envelope = self.execute(&call).await?;
             let items = result_array(endpoint, envelope.result)?;
             let next = paging::last_id(&items);
+            let stop = enough(&items);
             let new = collected.add_page(envelope.count, items);
-            if new == 0 || collected.reached_total() {
+            if new == 0 || stop || collected.reached_total() {
                 break;
             }
             match next {
@@ -723,15 +745,7 @@ impl AccountClient {
                 _ => break,
             }
         }
-        let Some(short) = collected.shortfall() else {
-            return Ok(collected.into_items());
-        };
-        self.incomplete(endpoint, short);
-        tracing::info!(endpoint, "walking the listing again with offset paging");
-        self.complete_or_fail(
-            endpoint,
-            self.walk_offsets(path, endpoint, extra, false).await?,
-        )
+        Ok(collected)
     }
 
     /// Every listing of the account.
@@ -800,6 +814,29 @@ impl AccountClient {
             "Hostaway refused latestActivityStart in every format; reading every reservation"
         );
         list(Vec::new()).await
+    }
+
+    /// Reservations modified at or after `since`, read in the documented
+    /// default order (`updatedOn DESC, id DESC`) until a page ends with an
+    /// older modification. This does not depend on what Hostaway counts as
+    /// "activity" (API.md §7.2), which `list_reservations` filters on. A
+    /// reservation without `updatedOn` ends the walk: nothing tells its age.
+    pub async fn list_reservations_modified_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Value>, HostawayError> {
+        let modified = |item: &Value| decode::datetime_field(item, "updatedOn");
+        let collected = self
+            .walk_cursor("/reservations", endpoints::RESERVATIONS, &[], |page| {
+                page.last()
+                    .is_none_or(|last| modified(last).is_none_or(|at| at < since))
+            })
+            .await?;
+        Ok(collected
+            .into_items()
+            .into_iter()
+            .filter(|item| modified(item).is_some_and(|at| at >= since))
+            .collect())
     }
 
     pub async fn get_reservation(&self, id: i64) -> Result<Value, HostawayError> {

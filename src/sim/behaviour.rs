@@ -80,6 +80,17 @@ switch! {
 }
 
 switch! {
+    /// §7.2: which changes move a reservation's `latestActivityOn` (the
+    /// field `latestActivityStart` filters on).
+    ActivityScope {
+        /// Every modification.
+        EveryChange = "every-change",
+        /// Bookings and messages only: updates and cancellations leave it.
+        BookingsOnly = "bookings-only",
+    }
+}
+
+switch! {
     /// §2.2/§2.5: whether list envelopes carry `count` (and `page`,
     /// `totalPages`).
     CountMode {
@@ -155,6 +166,7 @@ switch! {
 pub struct Behaviour {
     pub cursor: CursorMode,
     pub activity_format: ActivityFormat,
+    pub activity_scope: ActivityScope,
     pub count: CountMode,
     pub token_error: TokenError,
     pub conversation_order: ConversationOrder,
@@ -186,6 +198,7 @@ impl Behaviour {
         }
         each!(cursor, CursorMode);
         each!(activity_format, ActivityFormat);
+        each!(activity_scope, ActivityScope);
         each!(count, CountMode);
         each!(token_error, TokenError);
         each!(conversation_order, ConversationOrder);
@@ -241,7 +254,7 @@ mod tests {
         let names: std::collections::HashSet<_> = variants.iter().map(|(n, _)| n.clone()).collect();
         assert_eq!(names.len(), variants.len());
         // The default, one for each two-valued switch, two for the activity format.
-        assert_eq!(variants.len(), 1 + 9 + 2);
+        assert_eq!(variants.len(), 1 + 10 + 2);
         assert_eq!(variants[0].1, Behaviour::default());
     }
 }

@@ -948,6 +948,10 @@ impl AccountStore {
         find_by_id(&self.reservations, id).map(|i| &self.reservations[i])
     }
 
+    pub fn reservation_mut(&mut self, id: i64) -> Option<&mut Value> {
+        find_by_id(&self.reservations, id).map(|i| &mut self.reservations[i])
+    }
+
     pub fn conversation(&self, id: i64) -> Option<&Value> {
         find_by_id(&self.conversations, id).map(|i| &self.conversations[i])
     }

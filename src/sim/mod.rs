@@ -40,8 +40,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::{App, HttpRequest, HttpServer, web};
 
 pub use behaviour::{
-    ActivityFormat, Behaviour, ConversationOrder, CountMode, CursorMode, MessageOrder,
-    PasswordMasking, ReservationTimestamps, RetryAfter, TokenError, WebhookEnvelope,
+    ActivityFormat, ActivityScope, Behaviour, ConversationOrder, CountMode, CursorMode,
+    MessageOrder, PasswordMasking, ReservationTimestamps, RetryAfter, TokenError, WebhookEnvelope,
 };
 pub use config::{DatasetSize, SimAccount, SimConfig, SimLimit, SimRateLimits};
 pub use dataset::{AccountData, ids};

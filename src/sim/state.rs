@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use actix_web::http::StatusCode;
 
-use super::behaviour::{Behaviour, PasswordMasking, RetryAfter, TokenError};
+use super::behaviour::{ActivityScope, Behaviour, PasswordMasking, RetryAfter, TokenError};
 use super::config::{DatasetSize, SimAccount, SimConfig, SimRateLimits, validate_account_id};
 use super::dataset::{AccountData, AccountStore, Stream, entity_rng};
 use super::delivery::{
@@ -65,6 +65,19 @@ pub struct SimState {
     limiter: Mutex<RateLimiter>,
     faults: Mutex<FaultInjector>,
     deliverer: Deliverer,
+}
+
+/// Puts back the `latestActivityOn` the changed reservation had in `before`.
+fn keep_latest_activity(store: &mut AccountStore, before: &[Value], change: &mut Change) {
+    let id = change.object_id;
+    let previous = before
+        .iter()
+        .find(|r| r.get("id").and_then(Value::as_i64) == Some(id))
+        .and_then(|r| r.get("latestActivityOn").cloned());
+    if let (Some(previous), Some(reservation)) = (previous, store.reservation_mut(id)) {
+        reservation["latestActivityOn"] = previous.clone();
+        change.data["latestActivityOn"] = previous;
+    }
 }
 
 /// First id handed to a webhook registration (ids are global, like Hostaway's).
@@ -252,13 +265,23 @@ impl SimState {
         };
         let mut changes = Vec::with_capacity(count);
         let mut changed = HashSet::new();
+        let keep_activity = self.behaviour().activity_scope == ActivityScope::BookingsOnly
+            && matches!(
+                mutation,
+                Mutation::UpdateReservation | Mutation::CancelReservation
+            );
         for _ in 0..count {
             let at = clock.tick(Utc::now());
+            let before = keep_activity.then(|| account.store.reservations.clone());
             let applied =
                 mutation::apply(&mut account.store, &mut account.rng, mutation, at, &changed);
-            let Some(change) = applied else {
+            let Some(mut change) = applied else {
                 break;
             };
+            if let Some(before) = before {
+                // This server does not count the change as activity.
+                keep_latest_activity(&mut account.store, &before, &mut change);
+            }
             changed.insert(mutation::target_of(&change));
             changes.push(change);
         }

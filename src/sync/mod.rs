@@ -131,15 +131,22 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
             entity = "listings"
         ))
         .await?;
-    let reservations = ctx
-        .client
-        .list_reservations(since)
-        .instrument(tracing::info_span!(
-            "sync.fetch",
-            otel.name = "sync.fetch reservations",
-            entity = "reservations"
-        ))
-        .await?;
+    let reservations = async {
+        let mut reservations = ctx.client.list_reservations(since).await?;
+        if let Some(since) = since {
+            // What Hostaway counts as activity is not documented: the
+            // recently modified ones are read as well.
+            let modified = ctx.client.list_reservations_modified_since(since).await?;
+            reservations = plan::union_by_id(reservations, modified);
+        }
+        Ok::<_, HostawayError>(reservations)
+    }
+    .instrument(tracing::info_span!(
+        "sync.fetch",
+        otel.name = "sync.fetch reservations",
+        entity = "reservations"
+    ))
+    .await?;
     let conversations = ctx
         .client
         .list_conversations()

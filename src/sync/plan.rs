@@ -1,6 +1,6 @@
 //! Pure decisions of a sync: which conversations need their messages fetched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -57,6 +57,20 @@ pub fn conversations_to_refetch(
     out
 }
 
+/// `first`, then the items of `second` whose id `first` does not hold.
+pub fn union_by_id(mut first: Vec<Value>, second: Vec<Value>) -> Vec<Value> {
+    let known: HashSet<i64> = first
+        .iter()
+        .filter_map(|item| decode::id_field(item, "id"))
+        .collect();
+    first.extend(
+        second
+            .into_iter()
+            .filter(|item| decode::id_field(item, "id").is_none_or(|id| !known.contains(&id))),
+    );
+    first
+}
+
 /// Gives a fetched message the keys its thread needs when Hostaway left them out.
 pub fn fill_message_keys(message: &mut Value, conversation_id: i64, reservation_id: Option<i64>) {
     if let Some(object) = message.as_object_mut() {
@@ -105,6 +119,20 @@ mod tests {
             full.len(),
             4,
             "full sync reads every conversation with a reservation"
+        );
+    }
+
+    #[test]
+    fn union_keeps_the_first_copy_of_each_id() {
+        let first = vec![json!({"id": 1, "v": "a"}), json!({"id": 2, "v": "a"})];
+        let second = vec![json!({"id": 2, "v": "b"}), json!({"id": 3, "v": "b"})];
+        assert_eq!(
+            union_by_id(first, second),
+            vec![
+                json!({"id": 1, "v": "a"}),
+                json!({"id": 2, "v": "a"}),
+                json!({"id": 3, "v": "b"})
+            ]
         );
     }
 

@@ -164,14 +164,15 @@ sync_matrix!(
     cursor_id_greater => 1,
     activity_format_date => 2,
     activity_format_datetime => 3,
-    count_absent => 4,
-    token_error_401 => 5,
-    conversation_order_newest_first => 6,
-    message_order_oldest_first => 7,
-    retry_after_window => 8,
-    webhook_envelope_payload_data => 9,
-    password_masking_plain => 10,
-    reservation_timestamps_absent => 11,
+    activity_scope_bookings_only => 4,
+    count_absent => 5,
+    token_error_401 => 6,
+    conversation_order_newest_first => 7,
+    message_order_oldest_first => 8,
+    retry_after_window => 9,
+    webhook_envelope_payload_data => 10,
+    password_masking_plain => 11,
+    reservation_timestamps_absent => 12,
 );
 
 // -- Servers that lie ----------------------------------------------------------
