@@ -18,6 +18,7 @@ const LIST_KEYS: &[&str] = &[
     "faults.panic_on_reservation_ids",
     "faults.fail_on_reservation_ids",
     "faults.panic_on_sync_accounts",
+    "faults.fail_inbox_event_types",
 ];
 
 /// Environment variable that picks the environment file.
@@ -208,6 +209,15 @@ pub struct WebhookSettings {
     pub registration_retry_base_ms: u64,
     pub registration_retry_max_ms: u64,
     pub credential_grace_secs: u64,
+    pub max_future_skew_secs: u64,
+}
+
+impl WebhookSettings {
+    /// How far ahead of its observation a Hostaway timestamp may lie before
+    /// it is clamped (`store::version`).
+    pub fn max_future_skew(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.max_future_skew_secs.min(i64::MAX as u64 / 2000) as i64)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,13 +295,17 @@ pub struct FaultSettings {
     pub fail_on_reservation_ids: Vec<i64>,
     /// A sync of one of these accounts panics inside the AccountActor.
     pub panic_on_sync_accounts: Vec<i64>,
+    /// An inbox batch holding an event of one of these types fails to
+    /// commit (as if the database refused that row).
+    pub fail_inbox_event_types: Vec<String>,
 }
 
 impl FaultSettings {
     pub fn any(&self) -> bool {
         !(self.panic_on_reservation_ids.is_empty()
             && self.fail_on_reservation_ids.is_empty()
-            && self.panic_on_sync_accounts.is_empty())
+            && self.panic_on_sync_accounts.is_empty()
+            && self.fail_inbox_event_types.is_empty())
     }
 }
 

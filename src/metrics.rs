@@ -31,6 +31,9 @@ pub struct Metrics {
     pub sync_duration: HistogramVec,
     pub sync_records: IntCounterVec,
     pub sync_incomplete: IntCounterVec,
+    pub cross_account_ids: IntCounterVec,
+    pub webhook_nul_replaced: IntCounter,
+    pub future_timestamps_clamped: IntCounterVec,
     pub hostaway_requests: IntCounterVec,
     pub hostaway_latency: HistogramVec,
     pub hostaway_rate_limited: IntCounter,
@@ -146,6 +149,20 @@ impl Metrics {
                 "Records fetched by sync runs, by entity",
                 &["entity"]
             )),
+            webhook_nul_replaced: register!(counter(
+                "sync_hostaway_webhook_nul_replaced_total",
+                "NUL characters in webhook bodies replaced with U+FFFD before storing"
+            )),
+            cross_account_ids: register!(counter_vec(
+                "sync_hostaway_cross_account_ids_total",
+                "Rows written whose Hostaway id another account also holds, by entity",
+                &["entity"]
+            )),
+            future_timestamps_clamped: register!(counter_vec(
+                "sync_hostaway_future_timestamps_clamped_total",
+                "Hostaway timestamps too far ahead of their observation, clamped for version comparison, by entity",
+                &["entity"]
+            )),
             sync_incomplete: register!(counter_vec(
                 "sync_hostaway_sync_incomplete_total",
                 "Listings that ended with fewer distinct items than Hostaway's count, by entity",
@@ -220,6 +237,10 @@ impl Metrics {
         for entity in ["listings", "reservations", "conversations", "messages"] {
             self.sync_records.with_label_values(&[entity]);
             self.sync_incomplete.with_label_values(&[entity]);
+        }
+        for entity in ["listings", "reservations", "message_threads"] {
+            self.cross_account_ids.with_label_values(&[entity]);
+            self.future_timestamps_clamped.with_label_values(&[entity]);
         }
         for reason in [
             "rate_limited",

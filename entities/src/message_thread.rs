@@ -6,14 +6,19 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "message_threads")]
 pub struct Model {
+    /// Keyed by `(account_id, reservation_id)`.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub account_id: i64,
     #[sea_orm(primary_key, auto_increment = false)]
     pub reservation_id: i64,
-    pub account_id: i64,
     pub customer_id: Option<Uuid>,
     pub conversation_id: Option<i64>,
     #[sea_orm(column_type = "JsonBinary")]
     pub raw_messages: Json,
     pub last_message_at: Option<DateTimeUtc>,
+    /// When the newest state written to the thread was observed (breaks ties
+    /// between message versions with the same timestamp).
+    pub source_seen_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

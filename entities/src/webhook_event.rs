@@ -11,6 +11,9 @@ pub struct Model {
     pub event_type: String,
     pub object_type: Option<String>,
     pub dedupe_key: String,
+    /// The object the event is about (`reservation:123`): a delivery equal to
+    /// the latest stored event of its object is a redelivery.
+    pub entity_key: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub payload: Json,
     /// `pending`, `processed`, `failed` (dead letter) or `ignored`.

@@ -28,6 +28,8 @@ use crate::hostaway::{AccountClient, Credentials};
 use crate::store::accounts;
 use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::{self, Owner};
+use crate::store::upserts::Key;
+use crate::store::version::{Observed, Source};
 use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
 
 /// New inbox rows for this account (sent after they are committed).
@@ -328,6 +330,7 @@ impl AccountActor {
                 concurrency: core.settings.hostaway.concurrency,
                 metrics: &core.metrics,
                 last_sync_at,
+                max_future_skew: core.settings.webhooks.max_future_skew(),
             };
             let result = sync::run(context, request).await;
             core.metrics
@@ -431,7 +434,11 @@ impl AccountActor {
             .cloned()
             .collect();
         if batch.is_empty() {
-            if self.more_in_db && self.queue.range(..=limit).next().is_none() {
+            if self.more_in_db {
+                // What is known here is done or waiting for a retry: the
+                // scan moves past it, so later rows never wait behind a
+                // failing one (the retry timer still fires for it).
+                self.schedule_retry(ctx);
                 self.needs_load = true;
                 self.drive(ctx);
                 return;
@@ -510,8 +517,14 @@ async fn apply_rows(
     let mut threads: Vec<(InboxRow, Vec<rows::ThreadMerge>, Span)> = Vec::new();
     let mut listings: Vec<(InboxRow, ListingChange, Span)> = Vec::new();
     let mut failures: Vec<(InboxRow, String)> = Vec::new();
+    let max_future_skew = core.settings.webhooks.max_future_skew();
 
     for row in rows {
+        let observed = Observed {
+            seen: row.received_at,
+            source: Source::Webhook,
+            max_future_skew,
+        };
         let span = tracing::info_span!(
             parent: None,
             "account.apply",
@@ -549,30 +562,44 @@ async fn apply_rows(
                 failures.push((row, panic.to_string()));
             }
             Ok(Err(reason)) => failures.push((row, reason)),
-            Ok(Ok(WebhookEvent::Reservation(data))) => match rows::reservation_row(owner, data) {
-                Some(r) => reservations.push((row, r, span)),
-                None => failures.push((row, "reservation without id or listingMapId".into())),
-            },
+            Ok(Ok(WebhookEvent::Reservation(data))) => {
+                match rows::reservation_row(owner, data, &observed) {
+                    Some(r) => reservations.push((row, r, span)),
+                    None => failures.push((row, "reservation without id or listingMapId".into())),
+                }
+            }
             Ok(Ok(WebhookEvent::Message(data))) => {
-                let merges = rows::thread_merges(owner, vec![data]);
+                let merges = rows::thread_merges(owner, vec![data], &observed);
                 if merges.is_empty() {
                     failures.push((row, "message without id or reservationId".into()));
                 } else {
                     threads.push((row, merges, span));
                 }
             }
-            Ok(Ok(WebhookEvent::Listing(data))) => match rows::listing_row(owner, data) {
-                Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
-                None => failures.push((row, "listing without an id".into())),
-            },
-            Ok(Ok(WebhookEvent::ListingDeleted(id))) => listings.push((
-                row,
-                ListingChange::Delete {
-                    account_id: owner.account_id,
-                    id,
-                },
-                span,
-            )),
+            Ok(Ok(WebhookEvent::Listing(data))) => {
+                match rows::listing_row(owner, data, &observed) {
+                    Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
+                    None => failures.push((row, "listing without an id".into())),
+                }
+            }
+            Ok(Ok(WebhookEvent::ListingDeleted(id))) => {
+                let stamp =
+                    crate::hostaway::webhook::entity_of(&row.payload).and_then(rows::entity_stamp);
+                let version = Observed {
+                    source: Source::Delete,
+                    ..observed
+                }
+                .version(stamp);
+                listings.push((
+                    row,
+                    ListingChange::Delete {
+                        account_id: owner.account_id,
+                        id,
+                        version,
+                    },
+                    span,
+                ))
+            }
         }
     }
 
@@ -643,7 +670,7 @@ async fn write_group<Op, F, Fut>(
 where
     Op: Clone,
     F: Fn(WriteItem<Vec<Op>>, Vec<Span>) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<i64>, super::group_commit::BatchError>>,
+    Fut: std::future::Future<Output = Result<Vec<Key>, super::group_commit::BatchError>>,
 {
     if group.is_empty() {
         return (Vec::new(), Vec::new());

@@ -24,8 +24,12 @@ use crate::metrics::Metrics;
 /// Why a request was not committed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BatchError {
+    /// A statement was refused: the batch's items are retried one by one.
     #[error("database: {0}")]
     Database(String),
+    /// The database cannot be reached: every item fails alike, none is retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("commit panicked: {0}")]
     Panicked(String),
     #[error("the writer stopped before committing")]
@@ -41,11 +45,50 @@ pub trait BatchJob: 'static {
     /// Exported name of the per-request span.
     const ITEM_SPAN: &'static str;
 
-    /// Commits `items` (each with its own span); one result per item, in order.
-    fn commit(
-        &self,
-        items: Vec<(Self::Item, Span)>,
-    ) -> LocalBoxFuture<'static, Vec<Result<Self::Output, BatchError>>>;
+    /// Commits `items` (each with its own span) together: one output per
+    /// item, in order, or the error with the items handed back untouched, so
+    /// that `GroupCommit` can commit them one by one.
+    fn commit(&self, items: Vec<(Self::Item, Span)>) -> LocalBoxFuture<'static, Committed<Self>>;
+}
+
+/// What one commit of a batch produced.
+pub type Committed<J> =
+    Result<Vec<<J as BatchJob>::Output>, (BatchError, Vec<(<J as BatchJob>::Item, Span)>)>;
+
+/// Commits `items` together; if that fails, each alone, so one bad item
+/// fails only its own caller. One result per item, in order.
+async fn commit_with_split<J: BatchJob>(
+    job: Rc<J>,
+    items: Vec<(J::Item, Span)>,
+) -> Vec<Result<J::Output, BatchError>> {
+    let count = items.len();
+    match job.commit(items).await {
+        Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+        Err((error @ BatchError::Database(_), items)) if count > 1 => {
+            tracing::warn!(actor = J::ACTOR, error = %error, items = count, "batch failed; committing its items one by one");
+            let mut results = Vec::with_capacity(count);
+            for item in items {
+                let one = match job.commit(vec![item]).await {
+                    Ok(mut outputs) => outputs.pop().ok_or(BatchError::Aborted),
+                    Err((error, _)) => Err(error),
+                };
+                results.push(one);
+            }
+            results
+        }
+        Err((error, _)) => (0..count).map(|_| Err(error.clone())).collect(),
+    }
+}
+
+impl BatchError {
+    /// The error of a failed database commit.
+    pub fn from_db(err: &sea_orm::DbErr) -> Self {
+        if crate::store::is_connection_error(err) {
+            BatchError::Unavailable(err.to_string())
+        } else {
+            BatchError::Database(err.to_string())
+        }
+    }
 }
 
 struct Pending<J: BatchJob> {
@@ -105,7 +148,7 @@ impl<J: BatchJob> GroupCommit<J> {
             items.push((pending.item, span));
             replies.push(pending.reply);
         }
-        let work = contain(self.job.commit(items));
+        let work = contain(commit_with_split(self.job.clone(), items));
         ctx.spawn(work.into_actor(self).map(move |outcome, act, ctx| {
             act.committing = false;
             match outcome {

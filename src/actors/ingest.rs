@@ -10,7 +10,7 @@ use futures::future::LocalBoxFuture;
 use sea_orm::DatabaseConnection;
 use tracing::{Instrument, Span};
 
-use super::group_commit::{BatchError, BatchJob, GroupCommit};
+use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use super::router::{AccountRouter, Dispatch};
 use super::traced::TraceExt;
 use crate::metrics::Metrics;
@@ -22,14 +22,22 @@ pub struct InboxJob {
     db: DatabaseConnection,
     metrics: Arc<Metrics>,
     router: Addr<AccountRouter>,
+    /// `faults.fail_inbox_event_types` (fault suite only).
+    poison: Arc<Vec<String>>,
 }
 
 impl InboxJob {
-    pub fn new(db: DatabaseConnection, metrics: Arc<Metrics>, router: Addr<AccountRouter>) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        metrics: Arc<Metrics>,
+        router: Addr<AccountRouter>,
+        poison: Vec<String>,
+    ) -> Self {
         InboxJob {
             db,
             metrics,
             router,
+            poison: Arc::new(poison),
         }
     }
 }
@@ -42,13 +50,11 @@ impl BatchJob for InboxJob {
     const ACTOR: &'static str = "ingest";
     const ITEM_SPAN: &'static str = "inbox.append";
 
-    fn commit(
-        &self,
-        items: Vec<(NewEvent, Span)>,
-    ) -> LocalBoxFuture<'static, Vec<Result<Appended, BatchError>>> {
+    fn commit(&self, items: Vec<(NewEvent, Span)>) -> LocalBoxFuture<'static, Committed<Self>> {
         let db = self.db.clone();
         let metrics = self.metrics.clone();
         let router = self.router.clone();
+        let poison = self.poison.clone();
         let parent = items
             .first()
             .map(|(_, s)| s.clone())
@@ -67,7 +73,9 @@ impl BatchJob for InboxJob {
                 for (event, span) in events.iter_mut().zip(&spans) {
                     event.traceparent = traceparent_of(span);
                 }
-                let stored = {
+                let stored = if events.iter().any(|e| poison.contains(&e.event_type)) {
+                    Err(sea_orm::DbErr::Custom("injected inbox failure".into()))
+                } else {
                     let _timer = metrics.db_timer("inbox_append");
                     append(&db, &events).await
                 };
@@ -75,8 +83,8 @@ impl BatchJob for InboxJob {
                     Ok(results) => results,
                     Err(err) => {
                         tracing::error!(error = %err, events = events.len(), "inbox append failed");
-                        let error = BatchError::Database(err.to_string());
-                        return events.iter().map(|_| Err(error.clone())).collect();
+                        let error = BatchError::from_db(&err);
+                        return Err((error, events.into_iter().zip(spans).collect()));
                     }
                 };
                 // Wake each account with its new rows, in id order.
@@ -105,7 +113,7 @@ impl BatchJob for InboxJob {
                     rows.sort_by_key(|r| r.id);
                     router.do_send(Dispatch { account_id, rows }.traced_by(spans));
                 }
-                results.into_iter().map(Ok).collect()
+                Ok(results)
             }
             .instrument(span),
         )

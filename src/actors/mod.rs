@@ -76,9 +76,10 @@ impl ActorSystem {
         let ingest = {
             let (db, metrics, router) = (core.db.clone(), core.metrics.clone(), router.clone());
             let max_batch = settings.webhooks.ingest_batch_max;
+            let poison = settings.faults.fail_inbox_event_types.clone();
             Supervisor::start(move |_| {
                 GroupCommit::new(
-                    InboxJob::new(db, metrics.clone(), router),
+                    InboxJob::new(db, metrics.clone(), router, poison.clone()),
                     max_batch,
                     metrics,
                 )

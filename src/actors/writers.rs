@@ -15,9 +15,11 @@ use futures::future::LocalBoxFuture;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tracing::{Instrument, Span};
 
-use super::group_commit::{BatchError, BatchJob, GroupCommit};
+use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use crate::metrics::{Metrics, event_label};
 use crate::store::rows::{ListingRow, ReservationRow, ThreadMerge};
+use crate::store::upserts::{Key, Written};
+use crate::store::version::Version;
 use crate::store::{begin_write, inbox, upserts};
 
 /// An inbox row a write settles: marked processed in the write's transaction.
@@ -39,14 +41,18 @@ pub struct WriteItem<Op> {
 #[derive(Debug, Clone)]
 pub enum ListingChange {
     Upsert(ListingRow),
+    /// Soft-delete one listing (a `listing.deleted` event), if `version` wins.
     Delete {
         account_id: i64,
         id: i64,
+        version: Version,
     },
-    /// Soft-delete the account's live listings not in `present` (sync).
+    /// Soft-delete the account's live listings not in `present` (a sync's
+    /// complete listing, fetched as `version` says).
     DeleteMissing {
         account_id: i64,
         present: Vec<i64>,
+        version: Version,
     },
 }
 
@@ -54,34 +60,37 @@ pub enum ListingChange {
 pub trait EntityWrites: 'static {
     type Op: Send + Clone + Unpin + 'static;
     const ACTOR: &'static str;
+    /// The `entity` label of metrics.
+    const ENTITY: &'static str;
     const OPERATION: &'static str;
 
-    /// Applies every op in one transaction; the ids each op wrote, in order.
+    /// Applies every op in one transaction: the keys each op wrote, in
+    /// order, and what the whole batch wrote.
     fn apply(
         tx: &DatabaseTransaction,
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
-    ) -> impl std::future::Future<Output = Result<Vec<Vec<i64>>, DbErr>>;
+    ) -> impl std::future::Future<Output = Result<(Vec<Vec<Key>>, Written), DbErr>>;
 }
 
 /// All ops' rows in one list, and each op's row keys (to attribute what was written).
-fn flatten<T: Clone>(ops: Vec<&Vec<T>>, key: impl Fn(&T) -> i64) -> (Vec<T>, Vec<HashSet<i64>>) {
+fn flatten<T: Clone>(ops: Vec<&Vec<T>>, key: impl Fn(&T) -> Key) -> (Vec<T>, Vec<HashSet<Key>>) {
     let keys = ops.iter().map(|op| op.iter().map(&key).collect()).collect();
     (ops.into_iter().flatten().cloned().collect(), keys)
 }
 
-/// Gives each op the written ids that belong to it.
-fn attribute(keys_per_op: Vec<HashSet<i64>>, written: Vec<i64>) -> Vec<Vec<i64>> {
-    let mut owner: HashMap<i64, usize> = HashMap::new();
+/// Gives each op the written keys that belong to it.
+fn attribute(keys_per_op: Vec<HashSet<Key>>, written: &Written) -> Vec<Vec<Key>> {
+    let mut owner: HashMap<Key, usize> = HashMap::new();
     for (index, keys) in keys_per_op.iter().enumerate() {
         for key in keys {
             owner.insert(*key, index);
         }
     }
     let mut out = vec![Vec::new(); keys_per_op.len()];
-    for id in written {
-        if let Some(&index) = owner.get(&id) {
-            out[index].push(id);
+    for key in &written.keys {
+        if let Some(&index) = owner.get(key) {
+            out[index].push(*key);
         }
     }
     out
@@ -92,69 +101,74 @@ pub struct Listings;
 impl EntityWrites for Listings {
     type Op = Vec<ListingChange>;
     const ACTOR: &'static str = "listing_writer";
+    const ENTITY: &'static str = "listings";
     const OPERATION: &'static str = "write_listings";
 
     async fn apply(
         tx: &DatabaseTransaction,
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Vec<i64>>, DbErr> {
-        let mut out = Vec::with_capacity(ops.len());
+    ) -> Result<(Vec<Vec<Key>>, Written), DbErr> {
+        let mut out: Vec<Vec<Key>> = vec![Vec::new(); ops.len()];
+        let mut total = Written::default();
         // Consecutive upserts share one statement; deletes keep their place.
-        let mut pending: Vec<ListingRow> = Vec::new();
-        let mut pending_owner: Vec<usize> = Vec::new();
+        let mut pending: Vec<(ListingRow, usize)> = Vec::new();
         async fn flush(
             tx: &DatabaseTransaction,
-            rows: &mut Vec<ListingRow>,
-            owners: &mut Vec<usize>,
-            out: &mut [Vec<i64>],
+            pending: &mut Vec<(ListingRow, usize)>,
+            out: &mut [Vec<Key>],
+            total: &mut Written,
             now: DateTime<Utc>,
         ) -> Result<(), DbErr> {
-            if rows.is_empty() {
+            if pending.is_empty() {
                 return Ok(());
             }
-            let owner_of: HashMap<i64, usize> = rows
+            let owner_of: HashMap<Key, usize> = pending
                 .iter()
-                .zip(owners.iter())
-                .map(|(r, o)| (r.id, *o))
+                .map(|(r, o)| ((r.owner.account_id, r.id), *o))
                 .collect();
-            for id in upserts::upsert_listings(tx, rows, now).await? {
-                if let Some(&o) = owner_of.get(&id) {
-                    out[o].push(id);
+            let rows: Vec<ListingRow> = pending.drain(..).map(|(r, _)| r).collect();
+            let written = upserts::upsert_listings(tx, &rows, now).await?;
+            for key in &written.keys {
+                if let Some(&o) = owner_of.get(key) {
+                    out[o].push(*key);
                 }
             }
-            rows.clear();
-            owners.clear();
+            total.extend(written);
             Ok(())
         }
-        out.resize(ops.len(), Vec::new());
         for (index, op) in ops.into_iter().enumerate() {
             for change in op {
-                match change {
+                let deleted = match change {
                     ListingChange::Upsert(row) => {
-                        pending.push(row.clone());
-                        pending_owner.push(index);
+                        pending.push((row.clone(), index));
+                        continue;
                     }
-                    ListingChange::Delete { account_id, id } => {
-                        flush(tx, &mut pending, &mut pending_owner, &mut out, now).await?;
-                        let deleted =
-                            upserts::soft_delete_listings(tx, *account_id, &[*id], now).await?;
-                        out[index].extend(deleted);
+                    ListingChange::Delete {
+                        account_id,
+                        id,
+                        version,
+                    } => {
+                        flush(tx, &mut pending, &mut out, &mut total, now).await?;
+                        upserts::soft_delete_listings(tx, *account_id, &[*id], *version, now)
+                            .await?
                     }
                     ListingChange::DeleteMissing {
                         account_id,
                         present,
+                        version,
                     } => {
-                        flush(tx, &mut pending, &mut pending_owner, &mut out, now).await?;
-                        let deleted =
-                            upserts::delete_missing_listings(tx, *account_id, present, now).await?;
-                        out[index].extend(deleted);
+                        flush(tx, &mut pending, &mut out, &mut total, now).await?;
+                        upserts::delete_missing_listings(tx, *account_id, present, *version, now)
+                            .await?
                     }
-                }
+                };
+                out[index].extend(&deleted);
+                total.keys.extend(deleted);
             }
         }
-        flush(tx, &mut pending, &mut pending_owner, &mut out, now).await?;
-        Ok(out)
+        flush(tx, &mut pending, &mut out, &mut total, now).await?;
+        Ok((out, total))
     }
 }
 
@@ -163,18 +177,17 @@ pub struct Reservations;
 impl EntityWrites for Reservations {
     type Op = Vec<ReservationRow>;
     const ACTOR: &'static str = "reservation_writer";
+    const ENTITY: &'static str = "reservations";
     const OPERATION: &'static str = "write_reservations";
 
     async fn apply(
         tx: &DatabaseTransaction,
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Vec<i64>>, DbErr> {
-        let (rows, keys) = flatten(ops, |r| r.id);
-        Ok(attribute(
-            keys,
-            upserts::upsert_reservations(tx, &rows, now).await?,
-        ))
+    ) -> Result<(Vec<Vec<Key>>, Written), DbErr> {
+        let (rows, keys) = flatten(ops, |r| (r.owner.account_id, r.id));
+        let written = upserts::upsert_reservations(tx, &rows, now).await?;
+        Ok((attribute(keys, &written), written))
     }
 }
 
@@ -183,18 +196,17 @@ pub struct MessageThreads;
 impl EntityWrites for MessageThreads {
     type Op = Vec<ThreadMerge>;
     const ACTOR: &'static str = "message_thread_writer";
+    const ENTITY: &'static str = "message_threads";
     const OPERATION: &'static str = "write_message_threads";
 
     async fn apply(
         tx: &DatabaseTransaction,
         ops: Vec<&Self::Op>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Vec<i64>>, DbErr> {
-        let (merges, keys) = flatten(ops, |m| m.reservation_id);
-        Ok(attribute(
-            keys,
-            upserts::merge_message_threads(tx, &merges, now).await?,
-        ))
+    ) -> Result<(Vec<Vec<Key>>, Written), DbErr> {
+        let (merges, keys) = flatten(ops, |m| (m.owner.account_id, m.reservation_id));
+        let written = upserts::merge_message_threads(tx, &merges, now).await?;
+        Ok((attribute(keys, &written), written))
     }
 }
 
@@ -224,12 +236,12 @@ impl<W: EntityWrites> Writer<W> {
 async fn commit_items<W: EntityWrites>(
     db: &DatabaseConnection,
     metrics: &Metrics,
-    items: &[WriteItem<W::Op>],
-) -> Result<Vec<Vec<i64>>, DbErr> {
+    items: &[&WriteItem<W::Op>],
+) -> Result<Vec<Vec<Key>>, DbErr> {
     let _timer = metrics.db_timer(W::OPERATION);
     let tx = begin_write(db).await?;
     let now = Utc::now();
-    let written = W::apply(&tx, items.iter().map(|i| &i.op).collect(), now).await?;
+    let (written, total) = W::apply(&tx, items.iter().map(|i| &i.op).collect(), now).await?;
     let settled: Vec<i64> = items
         .iter()
         .flat_map(|i| i.settle.iter().map(|s| s.inbox_id))
@@ -238,6 +250,7 @@ async fn commit_items<W: EntityWrites>(
         inbox::mark_processed(&tx, &settled, now).await?;
     }
     tx.commit().await?;
+    report_written(metrics, W::ENTITY, &total);
     let applied = Utc::now();
     for settle in items.iter().flat_map(|i| i.settle.iter()) {
         let label = event_label(&settle.event);
@@ -257,16 +270,52 @@ async fn commit_items<W: EntityWrites>(
     Ok(written)
 }
 
+/// Counts (and logs, once per key) ids shared with another account, and
+/// clamped timestamps.
+fn report_written(metrics: &Metrics, entity: &'static str, written: &Written) {
+    if written.clamped > 0 {
+        metrics
+            .future_timestamps_clamped
+            .with_label_values(&[entity])
+            .inc_by(written.clamped as u64);
+    }
+    for (account_id, id) in &written.cross_account {
+        metrics.cross_account_ids.with_label_values(&[entity]).inc();
+        if first_report(entity, *account_id, *id) {
+            tracing::warn!(
+                entity,
+                account_id,
+                id,
+                "this id is also held by another account; written to this account only"
+            );
+        }
+    }
+}
+
+/// True the first time a shared id is reported (up to a bound; past it,
+/// every report is logged again rather than remembered).
+fn first_report(entity: &'static str, account_id: i64, id: i64) -> bool {
+    use std::sync::{Mutex, OnceLock};
+    const REMEMBERED: usize = 10_000;
+    type Reported = HashSet<(&'static str, i64, i64)>;
+    static SEEN: OnceLock<Mutex<Reported>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if seen.len() >= REMEMBERED {
+        return !seen.contains(&(entity, account_id, id));
+    }
+    seen.insert((entity, account_id, id))
+}
+
 impl<W: EntityWrites> BatchJob for Writer<W> {
     type Item = WriteItem<W::Op>;
-    type Output = Vec<i64>;
+    type Output = Vec<Key>;
     const ACTOR: &'static str = W::ACTOR;
     const ITEM_SPAN: &'static str = "writer.upsert";
 
-    fn commit(
-        &self,
-        items: Vec<(Self::Item, Span)>,
-    ) -> LocalBoxFuture<'static, Vec<Result<Self::Output, BatchError>>> {
+    fn commit(&self, items: Vec<(Self::Item, Span)>) -> LocalBoxFuture<'static, Committed<Self>> {
         let db = self.db.clone();
         let metrics = self.metrics.clone();
         let parent = items
@@ -284,22 +333,10 @@ impl<W: EntityWrites> BatchJob for Writer<W> {
         );
         Box::pin(
             async move {
-                let (items, _spans): (Vec<_>, Vec<_>) = items.into_iter().unzip();
-                match commit_items::<W>(&db, &metrics, &items).await {
-                    Ok(written) => written.into_iter().map(Ok).collect(),
-                    Err(err) if items.len() > 1 => {
-                        tracing::warn!(actor = W::ACTOR, error = %err, "batch failed; committing requests one by one");
-                        let mut results = Vec::with_capacity(items.len());
-                        for item in &items {
-                            let one = commit_items::<W>(&db, &metrics, std::slice::from_ref(item))
-                                .await
-                                .map(|mut w| w.pop().unwrap_or_default())
-                                .map_err(|e| BatchError::Database(e.to_string()));
-                            results.push(one);
-                        }
-                        results
-                    }
-                    Err(err) => vec![Err(BatchError::Database(err.to_string()))],
+                let requests: Vec<&WriteItem<W::Op>> = items.iter().map(|(item, _)| item).collect();
+                match commit_items::<W>(&db, &metrics, &requests).await {
+                    Ok(written) => Ok(written),
+                    Err(err) => Err((BatchError::from_db(&err), items)),
                 }
             }
             .instrument(span),
@@ -349,7 +386,7 @@ impl Writers {
         &self,
         item: WriteItem<Vec<ListingChange>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<i64>, BatchError> {
+    ) -> Result<Vec<Key>, BatchError> {
         submit(&self.listings, item, parents).await
     }
 
@@ -357,7 +394,7 @@ impl Writers {
         &self,
         item: WriteItem<Vec<ReservationRow>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<i64>, BatchError> {
+    ) -> Result<Vec<Key>, BatchError> {
         submit(&self.reservations, item, parents).await
     }
 
@@ -365,7 +402,7 @@ impl Writers {
         &self,
         item: WriteItem<Vec<ThreadMerge>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<i64>, BatchError> {
+    ) -> Result<Vec<Key>, BatchError> {
         submit(&self.threads, item, parents).await
     }
 }
@@ -375,7 +412,7 @@ async fn submit<W: EntityWrites>(
     writer: &actix::Addr<GroupCommit<Writer<W>>>,
     item: WriteItem<W::Op>,
     parents: Vec<Span>,
-) -> Result<Vec<i64>, BatchError> {
+) -> Result<Vec<Key>, BatchError> {
     use super::traced::TraceExt;
     writer
         .send(super::group_commit::Request { item }.traced_by(parents))

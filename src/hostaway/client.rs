@@ -959,10 +959,15 @@ fn to_json<T: serde::Serialize>(value: &T) -> Value {
 }
 
 fn parse_envelope(endpoint: &str, body: &[u8]) -> Result<Envelope, HostawayError> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| HostawayError::Decode {
-        endpoint: endpoint.to_string(),
-        message: e.to_string(),
-    })?;
+    let mut envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| HostawayError::Decode {
+            endpoint: endpoint.to_string(),
+            message: e.to_string(),
+        })?;
+    if decode::may_hold_nul(body) {
+        // Stored the same way as webhooks: NUL becomes U+FFFD.
+        decode::replace_nul(&mut envelope.result);
+    }
     if envelope.status.as_deref() == Some("fail") {
         return Err(HostawayError::Api {
             endpoint: endpoint.to_string(),

@@ -87,6 +87,40 @@ pub fn format_datetime(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// Whether JSON text may hold a NUL character (only the escape `\u0000`
+/// can put one in a JSON string): a cheap test before `replace_nul`.
+pub fn may_hold_nul(json: &[u8]) -> bool {
+    json.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+}
+
+/// Replaces every NUL character in strings and object keys with U+FFFD.
+/// PostgreSQL's JSONB cannot store NUL; SQLite could, but both backends get
+/// the same normalised value so the two mirrors stay equal. Returns how many
+/// were replaced.
+pub fn replace_nul(value: &mut Value) -> usize {
+    const NUL: char = '\u{0}';
+    match value {
+        Value::String(text) if text.contains(NUL) => {
+            let count = text.matches(NUL).count();
+            *text = text.replace(NUL, "\u{FFFD}");
+            count
+        }
+        Value::Array(items) => items.iter_mut().map(replace_nul).sum(),
+        Value::Object(map) => {
+            let mut count: usize = map.values_mut().map(replace_nul).sum();
+            if map.keys().any(|k| k.contains(NUL)) {
+                let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                for (key, item) in entries {
+                    count += key.matches(NUL).count();
+                    map.insert(key.replace(NUL, "\u{FFFD}"), item);
+                }
+            }
+            count
+        }
+        _ => 0,
+    }
+}
+
 /// serde helpers for typed structs.
 pub mod de {
     use serde::{Deserialize, Deserializer};
@@ -143,6 +177,15 @@ mod tests {
         let t = datetime(&json!("2025-06-14 09:45:30")).unwrap();
         assert_eq!(t.to_rfc3339(), "2025-06-14T09:45:30+00:00");
         assert_eq!(format_datetime(t), "2025-06-14 09:45:30");
+        let raw = br#"{"a\u0000":["x\u0000y", {"b": "\u0000"}], "c": 1}"#;
+        assert!(may_hold_nul(raw));
+        assert!(!may_hold_nul(br#"{"a": "fine"}"#));
+        let mut value: Value = serde_json::from_slice(raw).unwrap();
+        assert_eq!(replace_nul(&mut value), 3);
+        assert_eq!(
+            value,
+            json!({"a\u{FFFD}": ["x\u{FFFD}y", {"b": "\u{FFFD}"}], "c": 1})
+        );
         assert!(datetime(&json!("2025-06-14T09:45:30Z")).is_some());
         assert!(datetime(&json!("2025-06-14")).is_some());
         assert!(datetime(&json!("yesterday")).is_none());

@@ -57,6 +57,8 @@ pub struct Delivery {
     pub kind: Option<EventKind>,
     /// Over the event type and the canonical entity JSON.
     pub dedupe_key: String,
+    /// The object the event is about (`entity_key`).
+    pub entity_key: String,
     /// The whole body, stored as the inbox payload.
     pub body: Value,
 }
@@ -127,14 +129,30 @@ pub fn parse_delivery(body: Value) -> Result<Delivery, DeliveryError> {
         }
     }
     let dedupe_key = dedupe_key(&event, entity.unwrap_or(&body));
+    let entity_key = entity_key(kind, entity, &dedupe_key);
     Ok(Delivery {
         event,
         object: object_type,
         account_id,
         kind,
         dedupe_key,
+        entity_key,
         body,
     })
+}
+
+/// The object an event is about, for recognising redeliveries: `listing:ID`
+/// (created, updated and deleted share it), `reservation:ID`, `message:ID`;
+/// an event the service does not handle is its own object (so only an
+/// identical delivery is a duplicate of it).
+pub fn entity_key(kind: Option<EventKind>, entity: Option<&Value>, dedupe_key: &str) -> String {
+    let id = entity.and_then(|e| decode::id_field(e, "id"));
+    match (kind, id) {
+        (Some(EventKind::Reservation), Some(id)) => format!("reservation:{id}"),
+        (Some(EventKind::Message), Some(id)) => format!("message:{id}"),
+        (Some(EventKind::Listing | EventKind::ListingDeleted), Some(id)) => format!("listing:{id}"),
+        _ => format!("event:{dedupe_key}"),
+    }
 }
 
 /// SHA-256 over the event type and the canonical JSON of the entity: the same

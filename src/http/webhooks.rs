@@ -18,6 +18,7 @@ use crate::actors::group_commit::Request;
 use crate::actors::router::RequeueFor;
 use crate::actors::traced::TraceExt;
 use crate::app::AppContext;
+use crate::hostaway::decode;
 use crate::hostaway::webhook::parse_delivery;
 use crate::metrics::event_label;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
@@ -87,9 +88,16 @@ async fn accept(
 ) -> Result<HttpResponse, ApiError> {
     let deliverer = authenticate_delivery(req, ctx)?;
     let body = read_body(req, payload, ctx.settings.server.body_limit_bytes).await?;
-    let value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
+    if decode::may_hold_nul(&body) {
+        // JSONB cannot store NUL: normalised the same on both backends.
+        let replaced = decode::replace_nul(&mut value);
+        if replaced > 0 {
+            ctx.metrics.webhook_nul_replaced.inc_by(replaced as u64);
+        }
+    }
     let delivery = parse_delivery(value)
         .map_err(|e| ApiError::bad_request("invalid_webhook", e.to_string()))?;
     *event_name = delivery.event.clone();
@@ -130,6 +138,7 @@ async fn accept(
         event_type: delivery.event.clone(),
         object_type: delivery.object.clone(),
         dedupe_key: delivery.dedupe_key.clone(),
+        entity_key: delivery.entity_key.clone(),
         payload: delivery.body,
         status,
         // The ingest actor records its append span's context here.

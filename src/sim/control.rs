@@ -149,6 +149,8 @@ struct NewAccount {
     reservations: Option<usize>,
     conversations: Option<usize>,
     messages_per_conversation: Option<usize>,
+    /// Reuse this account's ids (tenants whose ids collide).
+    ids_like: Option<i64>,
 }
 
 /// Adds (or regenerates) an account; sizes default to the configured ones.
@@ -166,7 +168,11 @@ async fn add_account(state: State, body: Bytes) -> Reply {
     };
     size.validate().map_err(Fail::bad_request)?;
     let account_id = request.account_id;
-    state.add_account(SimAccount::new(account_id, request.client_secret), size);
+    state.add_account_with_ids(
+        SimAccount::new(account_id, request.client_secret),
+        size,
+        request.ids_like,
+    );
     let summary = state
         .account_summaries()
         .into_iter()

@@ -948,6 +948,23 @@ impl AccountStore {
         find_by_id(&self.reservations, id).map(|i| &self.reservations[i])
     }
 
+    /// Says `account_id` in every object's `accountId`, keeping the ids.
+    pub fn rebrand(&mut self, account_id: i64) {
+        let objects = self
+            .listings
+            .iter_mut()
+            .chain(self.reservations.iter_mut())
+            .chain(self.conversations.iter_mut())
+            .chain(self.messages.values_mut().flatten());
+        for object in objects {
+            if let Some(map) = object.as_object_mut()
+                && map.contains_key("accountId")
+            {
+                map.insert("accountId".into(), json!(account_id));
+            }
+        }
+    }
+
     pub fn reservation_mut(&mut self, id: i64) -> Option<&mut Value> {
         find_by_id(&self.reservations, id).map(|i| &mut self.reservations[i])
     }

@@ -240,14 +240,33 @@ impl SimState {
     /// clamped; an id outside `1..=SimConfig::MAX_ACCOUNT_ID` is ignored
     /// with a warning (the control API rejects both with 400 first).
     pub fn add_account(&self, account: SimAccount, size: DatasetSize) {
+        self.add_account_with_ids(account, size, None);
+    }
+
+    /// Like `add_account`; with `ids_like`, the account's objects carry the
+    /// ids another account's objects have (their content is its own): two
+    /// tenants whose ids collide. Mutations of it still draw ids from
+    /// `ids_like`'s range.
+    pub fn add_account_with_ids(
+        &self,
+        account: SimAccount,
+        size: DatasetSize,
+        ids_like: Option<i64>,
+    ) {
         if let Err(err) = validate_account_id(account.account_id) {
             tracing::warn!(error = %err, "account not added");
             return;
         }
         // Generated outside the lock: large accounts take a moment.
-        let entry = Self::generate(&self.config, self.anchor, &account, size.normalized());
+        let mut entry = Self::generate(&self.config, self.anchor, &account, size.normalized());
+        if let Some(other) = ids_like.filter(|other| *other != account.account_id) {
+            let seed = self.config.seed ^ account.account_id as u64;
+            let mut store = AccountStore::generate(other, seed, size.normalized(), self.anchor);
+            store.rebrand(account.account_id);
+            entry.store = store;
+        }
         lock(&self.world).accounts.insert(account.account_id, entry);
-        tracing::info!(account_id = account.account_id, "account added");
+        tracing::info!(account_id = account.account_id, ?ids_like, "account added");
     }
 
     /// Applies `count` changes to the account and returns them in order.

@@ -48,6 +48,8 @@ pub struct NewEvent {
     pub event_type: String,
     pub object_type: Option<String>,
     pub dedupe_key: String,
+    /// The object the event is about (see `hostaway::webhook::entity_key`).
+    pub entity_key: String,
     pub payload: Value,
     /// `Pending` for events to apply, `Ignored` for events kept only for the record.
     pub status: EventStatus,
@@ -94,25 +96,47 @@ pub struct EventRecord {
     pub payload: Value,
 }
 
-/// Appends events in one statement per chunk. An event whose
-/// (account, dedupe key) is already stored, or appears earlier in the same
-/// batch, is a duplicate. Results are in input order.
+/// Appends events, one statement per chunk, and recognises redeliveries: an
+/// event whose dedupe key equals that of the latest event stored for the same
+/// object (`entity_key`, in the same account) is a duplicate, and so is one
+/// equal to the event just before it for that object in the same batch. The
+/// same event after an intervening change to its object is stored again (the
+/// version rules decide what it changes). Results are in input order.
 pub async fn append<C: ConnectionTrait>(
     conn: &C,
     events: &[NewEvent],
 ) -> Result<Vec<Appended>, DbErr> {
-    let mut results = Vec::with_capacity(events.len());
-    let texts: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+    let mut results = vec![Appended::Duplicate; events.len()];
+    // In-batch redeliveries; the rest are candidates, the first of each
+    // object also checked against the table.
+    let mut last_in_batch: HashMap<(i64, &str), &str> = HashMap::new();
+    let mut candidates: Vec<(usize, bool)> = Vec::with_capacity(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let object = (event.account_id, event.entity_key.as_str());
+        match last_in_batch.insert(object, event.dedupe_key.as_str()) {
+            Some(previous) if previous == event.dedupe_key => {}
+            Some(_) => candidates.push((index, false)),
+            None => candidates.push((index, true)),
+        }
+    }
+    let texts: Vec<String> = candidates
+        .iter()
+        .map(|(i, _)| events[*i].payload.to_string())
+        .collect();
     let sizes: Vec<usize> = texts.iter().map(String::len).collect();
     let mut texts = texts.into_iter();
+    let backend = conn.get_database_backend();
     for range in chunk_by_size(&sizes) {
-        let chunk = &events[range];
-        let mut sql = Sql::new(conn.get_database_backend());
+        let chunk = &candidates[range];
+        let mut sql = Sql::new(backend);
         sql.push(
-            "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, payload, \
-             status, attempts, traceparent, received_at) VALUES ",
+            "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, entity_key, \
+             payload, status, attempts, traceparent, received_at) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, 0, column8, column9 \
+             FROM (VALUES ",
         );
-        for (i, event) in chunk.iter().enumerate() {
+        for (i, (index, first)) in chunk.iter().enumerate() {
+            let event = &events[*index];
             sql.push(if i == 0 { "(" } else { ", (" })
                 .bind(event.account_id)
                 .push(", ")
@@ -122,29 +146,50 @@ pub async fn append<C: ConnectionTrait>(
                 .push(", ")
                 .bind(event.dedupe_key.clone())
                 .push(", ")
+                .bind(event.entity_key.clone())
+                .push(", ")
                 .bind_json(texts.next().unwrap_or_default())
                 .push(", ")
                 .bind(event.status.as_str())
-                .push(", 0, ")
+                .push(", ")
                 .bind(event.traceparent.clone())
                 .push(", ")
                 .bind(event.received_at)
+                .push(", ")
+                .bind(*first)
                 .push(")");
         }
+        // A candidate first in its batch is a redelivery when the latest
+        // stored event of its object has its key.
         sql.push(
-            " ON CONFLICT (account_id, dedupe_key) DO NOTHING RETURNING id, account_id, dedupe_key",
+            ") AS v WHERE NOT (column10 AND EXISTS (SELECT 1 FROM webhook_events w \
+             WHERE w.id = (SELECT MAX(x.id) FROM webhook_events x \
+                           WHERE x.account_id = v.column1 AND x.entity_key = v.column5) \
+             AND w.dedupe_key = v.column4)) RETURNING id, account_id, entity_key",
         );
-        let mut stored: HashMap<(i64, String), i64> = HashMap::new();
+        let mut stored: HashMap<(i64, String), Vec<i64>> = HashMap::new();
         for row in conn.query_all_raw(sql.build()).await? {
             let id: i64 = row.try_get_by_index(0)?;
             let account_id: i64 = row.try_get_by_index(1)?;
-            let key: String = row.try_get_by_index(2)?;
-            stored.insert((account_id, key), id);
+            let object: String = row.try_get_by_index(2)?;
+            stored.entry((account_id, object)).or_default().push(id);
         }
-        for event in chunk {
-            match stored.remove(&(event.account_id, event.dedupe_key.clone())) {
-                Some(id) => results.push(Appended::Stored(id)),
-                None => results.push(Appended::Duplicate),
+        // Ids follow the VALUES order; of an object's candidates only the
+        // first can have been dropped.
+        let mut of_object: HashMap<(i64, String), Vec<usize>> = HashMap::new();
+        for (index, _) in chunk {
+            let event = &events[*index];
+            of_object
+                .entry((event.account_id, event.entity_key.clone()))
+                .or_default()
+                .push(*index);
+        }
+        for (object, indexes) in of_object {
+            let mut ids = stored.remove(&object).unwrap_or_default();
+            ids.sort_unstable();
+            let skip = indexes.len().saturating_sub(ids.len());
+            for (index, id) in indexes.into_iter().skip(skip).zip(ids) {
+                results[index] = Appended::Stored(id);
             }
         }
     }

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod mirror;
 pub mod rows;
 pub mod upserts;
+pub mod version;
 
 use std::path::Path;
 use std::time::Duration;
@@ -247,6 +248,31 @@ impl Sql {
 
     pub(crate) fn build(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
+    }
+}
+
+/// True when `err` says the database could not be reached or a connection
+/// broke (rather than that a statement was refused): every statement would
+/// fail the same way, so retrying a batch's items one by one is pointless.
+pub fn is_connection_error(err: &DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    match runtime {
+        sea_orm::RuntimeErr::SqlxError(inner) => matches!(
+            inner.as_ref(),
+            SqlxError::Io(_)
+                | SqlxError::PoolTimedOut
+                | SqlxError::PoolClosed
+                | SqlxError::WorkerCrashed
+                | SqlxError::Tls(_)
+                | SqlxError::Protocol(_)
+        ),
+        _ => false,
     }
 }
 

@@ -9,6 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::version::{Observed, Version};
 use crate::hostaway::decode;
 
 /// Which account (and customer) a row belongs to.
@@ -22,6 +23,7 @@ pub struct Owner {
 pub struct ListingRow {
     pub id: i64,
     pub owner: Owner,
+    pub version: Version,
     /// Shared, so rows move between actors without copying the JSON.
     pub payload: Arc<Value>,
 }
@@ -34,7 +36,7 @@ pub struct ReservationRow {
     pub status: Option<String>,
     pub arrival_date: Option<NaiveDate>,
     pub departure_date: Option<NaiveDate>,
-    pub source_updated_at: Option<DateTime<Utc>>,
+    pub version: Version,
     pub payload: Arc<Value>,
 }
 
@@ -45,9 +47,25 @@ pub struct ThreadMerge {
     pub owner: Owner,
     pub conversation_id: Option<i64>,
     pub messages: Vec<Value>,
+    /// When and how these messages were observed; each message's version
+    /// is its own `updatedOn`/`insertedOn` under this observation.
+    pub observed: Observed,
 }
 
-pub fn listing_row(owner: Owner, payload: Value) -> Option<ListingRow> {
+/// The version timestamp of a listing or reservation: `updatedOn`, else
+/// `latestActivityOn`.
+pub fn entity_stamp(payload: &Value) -> Option<DateTime<Utc>> {
+    decode::datetime_field(payload, "updatedOn")
+        .or_else(|| decode::datetime_field(payload, "latestActivityOn"))
+}
+
+/// The version timestamp of a message: `updatedOn`, else `insertedOn`.
+pub fn message_stamp(message: &Value) -> Option<DateTime<Utc>> {
+    decode::datetime_field(message, "updatedOn")
+        .or_else(|| decode::datetime_field(message, "insertedOn"))
+}
+
+pub fn listing_row(owner: Owner, payload: Value, observed: &Observed) -> Option<ListingRow> {
     let Some(id) = decode::id_field(&payload, "id") else {
         tracing::warn!(
             account_id = owner.account_id,
@@ -58,17 +76,16 @@ pub fn listing_row(owner: Owner, payload: Value) -> Option<ListingRow> {
     Some(ListingRow {
         id,
         owner,
+        version: observed.version(entity_stamp(&payload)),
         payload: Arc::new(payload),
     })
 }
 
-/// The version timestamp of a reservation: `updatedOn`, else `latestActivityOn`.
-pub fn reservation_version(payload: &Value) -> Option<DateTime<Utc>> {
-    decode::datetime_field(payload, "updatedOn")
-        .or_else(|| decode::datetime_field(payload, "latestActivityOn"))
-}
-
-pub fn reservation_row(owner: Owner, payload: Value) -> Option<ReservationRow> {
+pub fn reservation_row(
+    owner: Owner,
+    payload: Value,
+    observed: &Observed,
+) -> Option<ReservationRow> {
     let Some(id) = decode::id_field(&payload, "id")
         .or_else(|| decode::id_field(&payload, "hostawayReservationId"))
     else {
@@ -93,14 +110,14 @@ pub fn reservation_row(owner: Owner, payload: Value) -> Option<ReservationRow> {
         status: decode::string_field(&payload, "status"),
         arrival_date: decode::date_field(&payload, "arrivalDate"),
         departure_date: decode::date_field(&payload, "departureDate"),
-        source_updated_at: reservation_version(&payload),
+        version: observed.version(entity_stamp(&payload)),
         payload: Arc::new(payload),
     })
 }
 
 /// Groups messages by reservation. Messages without an id or a reservation
 /// are skipped with a warning: a thread is keyed by its reservation.
-pub fn thread_merges(owner: Owner, messages: Vec<Value>) -> Vec<ThreadMerge> {
+pub fn thread_merges(owner: Owner, messages: Vec<Value>, observed: &Observed) -> Vec<ThreadMerge> {
     let mut by_reservation: BTreeMap<i64, ThreadMerge> = BTreeMap::new();
     for message in messages {
         if decode::id_field(&message, "id").is_none() {
@@ -125,6 +142,7 @@ pub fn thread_merges(owner: Owner, messages: Vec<Value>) -> Vec<ThreadMerge> {
                 owner,
                 conversation_id,
                 messages: Vec::new(),
+                observed: *observed,
             });
         if entry.conversation_id.is_none() {
             entry.conversation_id = conversation_id;
@@ -151,13 +169,55 @@ fn message_sort_key(message: &Value) -> (Option<DateTime<Utc>>, i64) {
 /// Merges `incoming` into `existing` by message id (an incoming version
 /// replaces a stored one) and sorts oldest first, ties by id.
 pub fn merge_messages(existing: Vec<Value>, incoming: Vec<Value>) -> Vec<Value> {
+    let always = |_: &Value, _: &Value| true;
+    merge_messages_with(existing, incoming, always)
+}
+
+/// Merges messages observed as `observed` into a thread whose latest write
+/// was observed at `thread_seen`: each message replaces its stored copy only
+/// when its version is not older (`store::version`).
+pub fn merge_versioned(
+    existing: Vec<Value>,
+    incoming: Vec<Value>,
+    observed: &Observed,
+    thread_seen: Option<DateTime<Utc>>,
+) -> (Vec<Value>, usize) {
+    let mut clamped = 0;
+    let merged = merge_messages_with(existing, incoming, |stored, new| {
+        let version = observed.version(message_stamp(new));
+        clamped += usize::from(version.clamped);
+        let stored = super::version::Stored {
+            stamp: observed.version(message_stamp(stored)).stamp,
+            seen: thread_seen,
+        };
+        version.supersedes(&stored)
+    });
+    (merged, clamped)
+}
+
+fn merge_messages_with(
+    existing: Vec<Value>,
+    incoming: Vec<Value>,
+    mut replaces: impl FnMut(&Value, &Value) -> bool,
+) -> Vec<Value> {
     let mut by_id: BTreeMap<i64, Value> = BTreeMap::new();
     let mut without_id = Vec::new();
-    for message in existing.into_iter().chain(incoming) {
+    for message in existing {
         match decode::id_field(&message, "id") {
             Some(id) => {
                 by_id.insert(id, message);
             }
+            None => without_id.push(message),
+        }
+    }
+    for message in incoming {
+        match decode::id_field(&message, "id") {
+            Some(id) => match by_id.get(&id) {
+                Some(stored) if !replaces(stored, &message) => {}
+                _ => {
+                    by_id.insert(id, message);
+                }
+            },
             None => without_id.push(message),
         }
     }
@@ -203,19 +263,28 @@ mod tests {
         customer_id: None,
     };
 
+    fn observed() -> Observed {
+        Observed {
+            seen: Utc::now(),
+            source: crate::store::version::Source::Sync,
+            max_future_skew: chrono::Duration::days(1),
+        }
+    }
+
     #[test]
     fn reservation_needs_id_and_listing() {
-        assert!(reservation_row(OWNER, json!({"id": 5})).is_none());
-        assert!(reservation_row(OWNER, json!({"listingMapId": 5})).is_none());
+        assert!(reservation_row(OWNER, json!({"id": 5}), &observed()).is_none());
+        assert!(reservation_row(OWNER, json!({"listingMapId": 5}), &observed()).is_none());
         let row = reservation_row(
             OWNER,
             json!({"id": "7", "listingMapId": 9, "status": "new", "arrivalDate": "2025-07-03",
                    "updatedOn": "2025-06-14 09:45:30"}),
+            &observed(),
         )
         .unwrap();
         assert_eq!((row.id, row.listing_id), (7, 9));
         assert_eq!(row.status.as_deref(), Some("new"));
-        assert!(row.source_updated_at.is_some());
+        assert!(row.version.stamp.is_some());
     }
 
     #[test]
@@ -239,6 +308,31 @@ mod tests {
     }
 
     #[test]
+    fn an_older_message_edit_never_replaces_a_newer_one() {
+        let seen = Utc::now();
+        let stored = vec![json!({"id": 2, "updatedOn": "2025-06-14 10:05:00", "body": "newer"})];
+        let late = vec![json!({"id": 2, "updatedOn": "2025-06-14 10:01:00", "body": "older"})];
+        let webhook = Observed {
+            seen: seen + chrono::Duration::seconds(5),
+            source: crate::store::version::Source::Webhook,
+            max_future_skew: chrono::Duration::days(1),
+        };
+        let (merged, _) = merge_versioned(stored.clone(), late, &webhook, Some(seen));
+        assert_eq!(merged[0]["body"], "newer");
+        let edit = vec![json!({"id": 2, "updatedOn": "2025-06-14 10:06:00", "body": "edited"})];
+        let (merged, _) = merge_versioned(stored.clone(), edit, &webhook, Some(seen));
+        assert_eq!(merged[0]["body"], "edited");
+        // Equal timestamps: the later observation wins, an earlier one not.
+        let same =
+            vec![json!({"id": 2, "updatedOn": "2025-06-14 10:05:00", "body": "same second"})];
+        let (merged, _) = merge_versioned(stored.clone(), same.clone(), &webhook, Some(seen));
+        assert_eq!(merged[0]["body"], "same second");
+        let later_thread = Some(seen + chrono::Duration::seconds(10));
+        let (merged, _) = merge_versioned(stored, same, &webhook, later_thread);
+        assert_eq!(merged[0]["body"], "newer");
+    }
+
+    #[test]
     fn threads_group_by_reservation() {
         let merges = thread_merges(
             OWNER,
@@ -249,6 +343,7 @@ mod tests {
                 json!({"id": 4}),
                 json!({"reservationId": 11}),
             ],
+            &observed(),
         );
         assert_eq!(merges.len(), 2);
         assert_eq!(merges[0].messages.len(), 2);

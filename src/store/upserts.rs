@@ -1,18 +1,55 @@
-//! Batch upserts for the entity tables. Each writes nothing for a row whose
-//! content is unchanged (`IS DISTINCT FROM` on PostgreSQL, `IS NOT` on SQLite),
-//! so `updated_at` keeps its value; a reservation never replaces a stored one
-//! whose `source_updated_at` is newer. All functions take any connection or
-//! transaction, so a writer can commit several of them (and the inbox rows
-//! they settle) atomically.
+//! Batch upserts for the entity tables, keyed by `(account_id, id)`: a row
+//! belongs to exactly one account, and no write for one account can change,
+//! move or read another account's row. Before writing, each batch reads the
+//! stored versions of its rows and keeps only the states that win by the
+//! version rules (`super::version`); the upsert itself then writes nothing for
+//! a row whose content is unchanged (`IS DISTINCT FROM` on PostgreSQL, `IS NOT`
+//! on SQLite), so `updated_at` keeps its value. Ids that already exist under
+//! another account are reported (`Written::cross_account`) and written to the
+//! row's own account only. All functions take any connection or transaction,
+//! so a writer can commit several of them (and the inbox rows they settle)
+//! atomically; the caller serializes the writes of one account (its actor).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use serde_json::Value;
 
-use super::rows::{ListingRow, ReservationRow, ThreadMerge, last_message_at, merge_messages};
+use super::rows::{ListingRow, ReservationRow, ThreadMerge, last_message_at, merge_versioned};
+use super::version::{Stored, Version};
 use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
+
+/// `(account_id, id)`: the key of every entity row.
+pub type Key = (i64, i64);
+
+/// What a batch wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Rows inserted or changed.
+    pub keys: Vec<Key>,
+    /// `(account, id)` of rows written whose id another account also holds.
+    pub cross_account: Vec<Key>,
+    /// Incoming states whose timestamp was clamped (`version::Observed`).
+    pub clamped: usize,
+}
+
+impl Written {
+    /// How many rows were written.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Written) {
+        self.keys.extend(other.keys);
+        self.cross_account.extend(other.cross_account);
+        self.clamped += other.clamped;
+    }
+}
 
 /// JSON texts of the payloads, and the statement-sized ranges they fall in.
 fn serialized<'a>(
@@ -23,15 +60,24 @@ fn serialized<'a>(
     (chunk_by_size(&sizes), texts.into_iter())
 }
 
-/// Keeps the last row per id (later rows in a batch are newer deliveries).
-fn last_per_id<T: Clone>(rows: &[T], id: impl Fn(&T) -> i64) -> Vec<T> {
-    let mut position: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
+/// One state per key: the newest by the version rules (the later one on a
+/// tie: later in a batch means handed over later).
+fn newest_per_key<T: Clone>(
+    rows: &[T],
+    key: impl Fn(&T) -> Key,
+    version: impl Fn(&T) -> Version,
+) -> Vec<T> {
+    let mut position: HashMap<Key, usize> = HashMap::with_capacity(rows.len());
     let mut out: Vec<T> = Vec::with_capacity(rows.len());
     for row in rows {
-        match position.get(&id(row)) {
-            Some(&i) => out[i] = row.clone(),
+        match position.get(&key(row)) {
+            Some(&i) => {
+                if version(row).supersedes(&version(&out[i]).stored()) {
+                    out[i] = row.clone();
+                }
+            }
             None => {
-                position.insert(id(row), out.len());
+                position.insert(key(row), out.len());
                 out.push(row.clone());
             }
         }
@@ -39,32 +85,103 @@ fn last_per_id<T: Clone>(rows: &[T], id: impl Fn(&T) -> i64) -> Vec<T> {
     out
 }
 
+/// Stored versions of `table`'s rows with these Hostaway ids, by key, plus
+/// which ids exist under which accounts (for the cross-account check).
+async fn stored_versions<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    ids: &[i64],
+) -> Result<(HashMap<Key, Stored>, HashMap<i64, HashSet<i64>>), DbErr> {
+    let mut versions = HashMap::new();
+    let mut owners: HashMap<i64, HashSet<i64>> = HashMap::new();
+    for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+        let mut sql = Sql::new(conn.get_database_backend());
+        sql.push(&format!(
+            "SELECT account_id, id, source_updated_at, source_seen_at FROM {table} WHERE id IN "
+        ))
+        .bind_list(chunk.iter().copied());
+        for row in conn.query_all_raw(sql.build()).await? {
+            let account_id: i64 = row.try_get_by_index(0)?;
+            let id: i64 = row.try_get_by_index(1)?;
+            owners.entry(id).or_default().insert(account_id);
+            versions.insert(
+                (account_id, id),
+                Stored {
+                    stamp: row.try_get_by_index(2)?,
+                    seen: row.try_get_by_index(3)?,
+                },
+            );
+        }
+    }
+    Ok((versions, owners))
+}
+
+/// The rows that win against what is stored, and the keys of those whose id
+/// another account holds.
+fn winners<T: Clone>(
+    rows: Vec<T>,
+    key: impl Fn(&T) -> Key,
+    version: impl Fn(&T) -> Version,
+    stored: &HashMap<Key, Stored>,
+    owners: &HashMap<i64, HashSet<i64>>,
+) -> (Vec<T>, Vec<Key>) {
+    let mut cross = Vec::new();
+    let rows = rows
+        .into_iter()
+        .filter(|row| {
+            let (account_id, id) = key(row);
+            if owners
+                .get(&id)
+                .is_some_and(|accounts| accounts.iter().any(|a| *a != account_id))
+            {
+                cross.push((account_id, id));
+            }
+            stored
+                .get(&(account_id, id))
+                .is_none_or(|stored| version(row).supersedes(stored))
+        })
+        .collect();
+    (rows, cross)
+}
+
 /// Inserts or updates listings; a listing that comes back is un-deleted.
-/// Returns the ids of rows inserted or changed.
 pub async fn upsert_listings<C: ConnectionTrait>(
     conn: &C,
     rows: &[ListingRow],
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
-    let rows = last_per_id(rows, |r| r.id);
-    let mut written = Vec::new();
+) -> Result<Written, DbErr> {
+    let key = |r: &ListingRow| (r.owner.account_id, r.id);
+    let version = |r: &ListingRow| r.version;
+    let rows = newest_per_key(rows, key, version);
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let (stored, owners) = stored_versions(conn, "listings", &ids).await?;
+    let mut written = Written {
+        clamped: rows.iter().filter(|r| r.version.clamped).count(),
+        ..Written::default()
+    };
+    let (rows, cross) = winners(rows, key, version, &stored, &owners);
     let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
     for range in ranges {
         let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
-            "INSERT INTO listings (id, account_id, customer_id, raw_payload, deleted_at, created_at, updated_at) VALUES ",
+            "INSERT INTO listings (account_id, id, customer_id, raw_payload, deleted_at, \
+             source_updated_at, source_seen_at, created_at, updated_at) VALUES ",
         );
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(row.id)
-                .push(", ")
                 .bind(row.owner.account_id)
+                .push(", ")
+                .bind(row.id)
                 .push(", ")
                 .bind(row.owner.customer_id)
                 .push(", ")
                 .bind_json(texts.next().unwrap_or_default())
                 .push(", NULL, ")
+                .bind(row.version.stamp)
+                .push(", ")
+                .bind(row.version.seen)
+                .push(", ")
                 .bind(now)
                 .push(", ")
                 .bind(now)
@@ -72,43 +189,50 @@ pub async fn upsert_listings<C: ConnectionTrait>(
         }
         let d = sql.distinct();
         sql.push(&format!(
-            " ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+            " ON CONFLICT (account_id, id) DO UPDATE SET \
              customer_id = excluded.customer_id, raw_payload = excluded.raw_payload, \
-             deleted_at = NULL, updated_at = excluded.updated_at \
+             deleted_at = NULL, source_updated_at = excluded.source_updated_at, \
+             source_seen_at = excluded.source_seen_at, updated_at = excluded.updated_at \
              WHERE listings.raw_payload {d} excluded.raw_payload \
              OR listings.deleted_at IS NOT NULL \
-             OR listings.account_id {d} excluded.account_id \
-             OR listings.customer_id {d} excluded.customer_id RETURNING id"
+             OR listings.customer_id {d} excluded.customer_id RETURNING account_id, id"
         ));
-        written.extend(returned_ids(conn, sql).await?);
+        written.keys.extend(returned_keys(conn, sql).await?);
     }
+    written.cross_account = only_written(cross, &written.keys);
     Ok(written)
 }
 
-/// Inserts or updates reservations. Within a batch the newest version of each
-/// reservation wins; against the table, a stored row with a newer
-/// `source_updated_at` is kept. A row without a timestamp on either side is
-/// replaced (there is nothing to compare).
+/// Inserts or updates reservations: the newest version of each wins, in the
+/// batch and against the table.
 pub async fn upsert_reservations<C: ConnectionTrait>(
     conn: &C,
     rows: &[ReservationRow],
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
-    let rows = newest_per_reservation(rows);
-    let mut written = Vec::new();
+) -> Result<Written, DbErr> {
+    let key = |r: &ReservationRow| (r.owner.account_id, r.id);
+    let version = |r: &ReservationRow| r.version;
+    let rows = newest_per_key(rows, key, version);
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let (stored, owners) = stored_versions(conn, "reservations", &ids).await?;
+    let mut written = Written {
+        clamped: rows.iter().filter(|r| r.version.clamped).count(),
+        ..Written::default()
+    };
+    let (rows, cross) = winners(rows, key, version, &stored, &owners);
     let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
     for range in ranges {
         let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
-            "INSERT INTO reservations (id, account_id, customer_id, listing_id, status, arrival_date, \
-             departure_date, source_updated_at, raw_payload, created_at, updated_at) VALUES ",
+            "INSERT INTO reservations (account_id, id, customer_id, listing_id, status, arrival_date, \
+             departure_date, source_updated_at, source_seen_at, raw_payload, created_at, updated_at) VALUES ",
         );
         for (i, row) in chunk.iter().enumerate() {
             sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(row.id)
-                .push(", ")
                 .bind(row.owner.account_id)
+                .push(", ")
+                .bind(row.id)
                 .push(", ")
                 .bind(row.owner.customer_id)
                 .push(", ")
@@ -120,7 +244,9 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
                 .push(", ")
                 .bind(row.departure_date)
                 .push(", ")
-                .bind(row.source_updated_at)
+                .bind(row.version.stamp)
+                .push(", ")
+                .bind(row.version.seen)
                 .push(", ")
                 .bind_json(texts.next().unwrap_or_default())
                 .push(", ")
@@ -131,118 +257,122 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
         }
         let d = sql.distinct();
         sql.push(&format!(
-            " ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+            " ON CONFLICT (account_id, id) DO UPDATE SET \
              customer_id = excluded.customer_id, listing_id = excluded.listing_id, \
              status = excluded.status, arrival_date = excluded.arrival_date, \
              departure_date = excluded.departure_date, \
-             source_updated_at = excluded.source_updated_at, raw_payload = excluded.raw_payload, \
+             source_updated_at = excluded.source_updated_at, \
+             source_seen_at = excluded.source_seen_at, raw_payload = excluded.raw_payload, \
              updated_at = excluded.updated_at \
-             WHERE (reservations.source_updated_at IS NULL \
-                    OR excluded.source_updated_at IS NULL \
-                    OR excluded.source_updated_at >= reservations.source_updated_at) \
-             AND (reservations.raw_payload {d} excluded.raw_payload \
-                  OR reservations.account_id {d} excluded.account_id \
-                  OR reservations.customer_id {d} excluded.customer_id) RETURNING id"
+             WHERE reservations.raw_payload {d} excluded.raw_payload \
+             OR reservations.customer_id {d} excluded.customer_id RETURNING account_id, id"
         ));
-        written.extend(returned_ids(conn, sql).await?);
+        written.keys.extend(returned_keys(conn, sql).await?);
     }
+    written.cross_account = only_written(cross, &written.keys);
     Ok(written)
 }
 
-/// One row per reservation: the newest by `source_updated_at`, the later one on ties.
-fn newest_per_reservation(rows: &[ReservationRow]) -> Vec<ReservationRow> {
-    let mut position: HashMap<i64, usize> = HashMap::with_capacity(rows.len());
-    let mut out: Vec<ReservationRow> = Vec::with_capacity(rows.len());
-    for row in rows {
-        match position.get(&row.id) {
-            Some(&i) => {
-                let kept = &out[i];
-                let older = matches!(
-                    (row.source_updated_at, kept.source_updated_at),
-                    (Some(new), Some(old)) if new < old
-                );
-                if !older {
-                    out[i] = row.clone();
-                }
-            }
-            None => {
-                position.insert(row.id, out.len());
-                out.push(row.clone());
-            }
-        }
-    }
-    out
+/// The cross-account keys among those written.
+fn only_written(cross: Vec<Key>, written: &[Key]) -> Vec<Key> {
+    let written: HashSet<&Key> = written.iter().collect();
+    cross.into_iter().filter(|k| written.contains(k)).collect()
 }
 
-/// Merges messages into their reservations' threads: by message id, sorted
-/// oldest first, creating a thread that does not exist yet. Reads and writes
-/// the same rows, so call it inside a write transaction.
+/// Merges messages into their reservations' threads, in order: by message
+/// id, each message replacing its stored copy only when its version wins,
+/// sorted oldest first; a thread that does not exist yet is created. Reads
+/// (and on PostgreSQL locks) only the rows of each merge's own account, so
+/// call it inside a write transaction.
 pub async fn merge_message_threads<C: ConnectionTrait>(
     conn: &C,
     merges: &[ThreadMerge],
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
-    // Fold merges for the same reservation together, in order.
-    let mut combined: Vec<ThreadMerge> = Vec::new();
-    let mut position: HashMap<i64, usize> = HashMap::new();
+) -> Result<Written, DbErr> {
+    // The threads touched, per account, in first-seen order.
+    let mut order: Vec<Key> = Vec::new();
+    let mut by_account: HashMap<i64, Vec<i64>> = HashMap::new();
     for merge in merges {
-        match position.get(&merge.reservation_id) {
-            Some(&i) => {
-                let entry = &mut combined[i];
-                entry.messages.extend(merge.messages.iter().cloned());
-                entry.owner = merge.owner;
-                if merge.conversation_id.is_some() {
-                    entry.conversation_id = merge.conversation_id;
-                }
+        let key = (merge.owner.account_id, merge.reservation_id);
+        if !order.contains(&key) {
+            order.push(key);
+            by_account.entry(key.0).or_default().push(key.1);
+        }
+    }
+    let mut threads: HashMap<Key, StoredThread> = HashMap::new();
+    let mut cross: HashSet<Key> = HashSet::new();
+    for (account_id, ids) in &by_account {
+        for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+            for (id, thread) in load_threads(conn, *account_id, chunk).await? {
+                threads.insert((*account_id, id), thread);
             }
-            None => {
-                position.insert(merge.reservation_id, combined.len());
-                combined.push(merge.clone());
+            for id in ids_of_other_accounts(conn, *account_id, chunk).await? {
+                cross.insert((*account_id, id));
             }
         }
     }
-    let mut existing = HashMap::new();
-    for chunk in combined.chunks(MAX_ROWS_PER_STATEMENT) {
-        existing.extend(load_threads(conn, chunk.iter().map(|m| m.reservation_id)).await?);
+    let mut clamped = 0;
+    let mut owners = HashMap::new();
+    for merge in merges {
+        let key = (merge.owner.account_id, merge.reservation_id);
+        owners.insert(key, merge.owner);
+        let thread = threads.entry(key).or_default();
+        let (messages, clamped_here) = merge_versioned(
+            std::mem::take(&mut thread.messages),
+            merge.messages.clone(),
+            &merge.observed,
+            thread.seen,
+        );
+        clamped += clamped_here;
+        thread.messages = messages;
+        thread.seen = Some(
+            thread
+                .seen
+                .map_or(merge.observed.seen, |s| s.max(merge.observed.seen)),
+        );
+        if merge.conversation_id.is_some() {
+            thread.conversation_id = merge.conversation_id;
+        }
     }
     // The merged threads, as they will be written.
-    let merged: Vec<MergedThread> = combined
+    let merged: Vec<(Key, &StoredThread, String)> = order
         .iter()
-        .map(|merge| {
-            let (stored, stored_conversation) =
-                existing.remove(&merge.reservation_id).unwrap_or_default();
-            let messages = merge_messages(stored, merge.messages.clone());
-            let last = last_message_at(&messages);
-            let conversation = merge.conversation_id.or(stored_conversation);
-            (
-                merge,
-                conversation,
-                Value::Array(messages).to_string(),
-                last,
-            )
+        .filter_map(|key| {
+            let thread = threads.get(key)?;
+            Some((
+                *key,
+                thread,
+                Value::Array(thread.messages.clone()).to_string(),
+            ))
         })
         .collect();
-    let sizes: Vec<usize> = merged.iter().map(|(_, _, text, _)| text.len()).collect();
-    let mut written = Vec::new();
+    let sizes: Vec<usize> = merged.iter().map(|(_, _, text)| text.len()).collect();
+    let mut written = Written {
+        clamped,
+        ..Written::default()
+    };
     for range in chunk_by_size(&sizes) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
-            "INSERT INTO message_threads (reservation_id, account_id, customer_id, conversation_id, \
-             raw_messages, last_message_at, created_at, updated_at) VALUES ",
+            "INSERT INTO message_threads (account_id, reservation_id, customer_id, conversation_id, \
+             raw_messages, last_message_at, source_seen_at, created_at, updated_at) VALUES ",
         );
-        for (i, (merge, conversation, text, last)) in merged[range].iter().enumerate() {
+        for (i, (key, thread, text)) in merged[range].iter().enumerate() {
+            let owner = owners.get(key).map(|o| o.customer_id).unwrap_or_default();
             sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(merge.reservation_id)
+                .bind(key.0)
                 .push(", ")
-                .bind(merge.owner.account_id)
+                .bind(key.1)
                 .push(", ")
-                .bind(merge.owner.customer_id)
+                .bind(owner)
                 .push(", ")
-                .bind(*conversation)
+                .bind(thread.conversation_id)
                 .push(", ")
                 .bind_json(text.clone())
                 .push(", ")
-                .bind(*last)
+                .bind(last_message_at(&thread.messages))
+                .push(", ")
+                .bind(thread.seen)
                 .push(", ")
                 .bind(now)
                 .push(", ")
@@ -251,43 +381,53 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
         }
         let d = sql.distinct();
         sql.push(&format!(
-            " ON CONFLICT (reservation_id) DO UPDATE SET account_id = excluded.account_id, \
+            " ON CONFLICT (account_id, reservation_id) DO UPDATE SET \
              customer_id = excluded.customer_id, conversation_id = excluded.conversation_id, \
              raw_messages = excluded.raw_messages, last_message_at = excluded.last_message_at, \
-             updated_at = excluded.updated_at \
+             source_seen_at = excluded.source_seen_at, updated_at = excluded.updated_at \
              WHERE message_threads.raw_messages {d} excluded.raw_messages \
              OR message_threads.conversation_id {d} excluded.conversation_id \
-             OR message_threads.account_id {d} excluded.account_id \
-             OR message_threads.customer_id {d} excluded.customer_id RETURNING reservation_id"
+             OR message_threads.customer_id {d} excluded.customer_id \
+             RETURNING account_id, reservation_id"
         ));
-        written.extend(returned_ids(conn, sql).await?);
+        written.keys.extend(returned_keys(conn, sql).await?);
     }
+    written.cross_account = only_written(cross.into_iter().collect(), &written.keys);
     Ok(written)
 }
 
-/// Runs an INSERT ... RETURNING <id> and collects the ids of rows written.
-async fn returned_ids<C: ConnectionTrait>(conn: &C, sql: Sql) -> Result<Vec<i64>, DbErr> {
+/// Runs an INSERT/UPDATE ... RETURNING account_id, <id> and collects the keys written.
+async fn returned_keys<C: ConnectionTrait>(conn: &C, sql: Sql) -> Result<Vec<Key>, DbErr> {
     conn.query_all_raw(sql.build())
         .await?
         .iter()
-        .map(|row| row.try_get_by_index(0))
+        .map(|row| Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?)))
         .collect()
 }
 
-type StoredThread = (Vec<Value>, Option<i64>);
+/// A thread as stored (or as it will be written).
+#[derive(Debug, Default)]
+struct StoredThread {
+    messages: Vec<Value>,
+    conversation_id: Option<i64>,
+    seen: Option<DateTime<Utc>>,
+}
 
-/// A thread ready to write: its merge, conversation id, messages as JSON
-/// text, and the time of its newest message.
-type MergedThread<'a> = (&'a ThreadMerge, Option<i64>, String, Option<DateTime<Utc>>);
-
+/// The account's threads among `reservation_ids`, locked on PostgreSQL.
 async fn load_threads<C: ConnectionTrait>(
     conn: &C,
-    reservation_ids: impl IntoIterator<Item = i64>,
+    account_id: i64,
+    reservation_ids: &[i64],
 ) -> Result<HashMap<i64, StoredThread>, DbErr> {
     let backend = conn.get_database_backend();
     let mut sql = Sql::new(backend);
-    sql.push("SELECT reservation_id, raw_messages, conversation_id FROM message_threads WHERE reservation_id IN ")
-        .bind_list(reservation_ids);
+    sql.push(
+        "SELECT reservation_id, raw_messages, conversation_id, source_seen_at FROM message_threads \
+         WHERE account_id = ",
+    )
+    .bind(account_id)
+    .push(" AND reservation_id IN ")
+    .bind_list(reservation_ids.iter().copied());
     if backend == DbBackend::Postgres {
         sql.push(" FOR UPDATE");
     }
@@ -295,52 +435,94 @@ async fn load_threads<C: ConnectionTrait>(
     for row in conn.query_all_raw(sql.build()).await? {
         let id: i64 = row.try_get_by_index(0)?;
         let messages: Value = row.try_get_by_index(1)?;
-        let conversation: Option<i64> = row.try_get_by_index(2)?;
         let messages = match messages {
             Value::Array(items) => items,
             _ => Vec::new(),
         };
-        out.insert(id, (messages, conversation));
+        out.insert(
+            id,
+            StoredThread {
+                messages,
+                conversation_id: row.try_get_by_index(2)?,
+                seen: row.try_get_by_index(3)?,
+            },
+        );
     }
     Ok(out)
 }
 
-/// Soft-deletes the given listings of an account (a `listing.deleted` event).
+/// Which of these thread ids other accounts hold too (nothing else is read).
+async fn ids_of_other_accounts<C: ConnectionTrait>(
+    conn: &C,
+    account_id: i64,
+    reservation_ids: &[i64],
+) -> Result<Vec<i64>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT DISTINCT reservation_id FROM message_threads WHERE account_id <> ")
+        .bind(account_id)
+        .push(" AND reservation_id IN ")
+        .bind_list(reservation_ids.iter().copied());
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect()
+}
+
+/// Soft-deletes the given listings of an account where the delete's version
+/// wins (`version::Source::Delete`); returns the keys deleted.
 pub async fn soft_delete_listings<C: ConnectionTrait>(
     conn: &C,
     account_id: i64,
     ids: &[i64],
+    version: Version,
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<Vec<Key>, DbErr> {
+    let (stored, _) = stored_versions(conn, "listings", ids).await?;
+    let doomed: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| {
+            stored
+                .get(&(account_id, *id))
+                .is_some_and(|stored| version.supersedes(stored))
+        })
+        .collect();
     let mut written = Vec::new();
-    for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
+    for chunk in doomed.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push("UPDATE listings SET deleted_at = ")
             .bind(now)
             .push(", updated_at = ")
             .bind(now)
-            .push(" WHERE deleted_at IS NULL AND account_id = ")
+            .push(", source_seen_at = ")
+            .bind(version.seen)
+            .push(", source_updated_at = COALESCE(")
+            .bind(version.stamp)
+            .push(", source_updated_at) WHERE deleted_at IS NULL AND account_id = ")
             .bind(account_id)
             .push(" AND id IN ")
             .bind_list(chunk.iter().copied())
-            .push(" RETURNING id");
-        written.extend(returned_ids(conn, sql).await?);
+            .push(" RETURNING account_id, id");
+        written.extend(returned_keys(conn, sql).await?);
     }
     Ok(written)
 }
 
 /// Soft-deletes every live listing of the account that is not in `present`
-/// (listings that disappeared from Hostaway). Returns the ids deleted.
+/// (listings that disappeared from a complete listing fetched as `version`
+/// says); a listing written after that fetch is kept. Returns the keys deleted.
 pub async fn delete_missing_listings<C: ConnectionTrait>(
     conn: &C,
     account_id: i64,
     present: &[i64],
+    version: Version,
     now: DateTime<Utc>,
-) -> Result<Vec<i64>, DbErr> {
+) -> Result<Vec<Key>, DbErr> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("SELECT id FROM listings WHERE deleted_at IS NULL AND account_id = ")
         .bind(account_id);
-    let present: std::collections::HashSet<i64> = present.iter().copied().collect();
+    let present: HashSet<i64> = present.iter().copied().collect();
     let mut missing = Vec::new();
     for row in conn.query_all_raw(sql.build()).await? {
         let id: i64 = row.try_get_by_index(0)?;
@@ -348,42 +530,76 @@ pub async fn delete_missing_listings<C: ConnectionTrait>(
             missing.push(id);
         }
     }
-    soft_delete_listings(conn, account_id, &missing, now).await
+    soft_delete_listings(conn, account_id, &missing, version, now).await
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::store::rows::Owner;
+    use chrono::TimeZone;
     use serde_json::json;
 
-    fn reservation(id: i64, updated: &str, tag: &str) -> ReservationRow {
+    use super::*;
+    use crate::store::rows::Owner;
+    use crate::store::version::{Observed, Source};
+
+    fn reservation(account_id: i64, id: i64, minute: u32, seen: u32, tag: &str) -> ReservationRow {
+        let at = |m: u32| Utc.with_ymd_and_hms(2025, 1, 1, 0, m, 0).unwrap();
+        let observed = Observed {
+            seen: at(seen),
+            source: Source::Webhook,
+            max_future_skew: chrono::Duration::days(1),
+        };
         ReservationRow {
             id,
             owner: Owner {
-                account_id: 1,
+                account_id,
                 customer_id: None,
             },
             listing_id: 1,
             status: None,
             arrival_date: None,
             departure_date: None,
-            source_updated_at: crate::hostaway::decode::datetime(&json!(updated)),
+            version: observed.version(Some(at(minute))),
             payload: json!({ "tag": tag }).into(),
         }
     }
 
     #[test]
-    fn batch_keeps_newest_version_per_reservation() {
+    fn batch_keeps_newest_version_per_account_and_id() {
         let rows = vec![
-            reservation(1, "2025-01-02 00:00:00", "newer"),
-            reservation(1, "2025-01-01 00:00:00", "older"),
-            reservation(2, "2025-01-01 00:00:00", "a"),
-            reservation(2, "2025-01-01 00:00:00", "b"),
+            reservation(1, 1, 2, 10, "newer"),
+            reservation(1, 1, 1, 11, "older"),
+            reservation(1, 2, 1, 10, "a"),
+            reservation(1, 2, 1, 11, "b"),
+            reservation(9, 1, 0, 12, "another account"),
         ];
-        let kept = newest_per_reservation(&rows);
-        assert_eq!(kept.len(), 2);
-        assert_eq!(kept[0].payload["tag"], "newer");
-        assert_eq!(kept[1].payload["tag"], "b", "ties go to the later delivery");
+        let kept = newest_per_key(&rows, |r| (r.owner.account_id, r.id), |r| r.version);
+        let tags: Vec<_> = kept
+            .iter()
+            .map(|r| r.payload["tag"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            tags,
+            vec!["newer", "b", "another account"],
+            "ties go to the later delivery"
+        );
+    }
+
+    #[test]
+    fn winners_skip_older_states_and_report_shared_ids() {
+        let rows = vec![reservation(1, 1, 5, 10, "x"), reservation(1, 2, 1, 10, "y")];
+        let mut stored = HashMap::new();
+        stored.insert((1, 2), reservation(1, 2, 3, 9, "z").version.stored());
+        let owners = HashMap::from([(1, HashSet::from([7])), (2, HashSet::from([1]))]);
+        let (kept, cross) = winners(
+            rows,
+            |r| (r.owner.account_id, r.id),
+            |r| r.version,
+            &stored,
+            &owners,
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].id, 1);
+        assert_eq!(cross, vec![(1, 1)], "id 1 is also account 7's");
     }
 }

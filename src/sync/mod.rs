@@ -24,6 +24,7 @@ use crate::hostaway::{AccountClient, HostawayError, decode};
 use crate::metrics::Metrics;
 use crate::store::mirror;
 use crate::store::rows::{self, Owner};
+use crate::store::version::{Observed, Source};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,6 +102,8 @@ pub struct SyncContext<'a> {
     pub concurrency: usize,
     pub metrics: &'a Metrics,
     pub last_sync_at: Option<DateTime<Utc>>,
+    /// `webhooks.max_future_skew_secs`, for the version rules.
+    pub max_future_skew: chrono::Duration,
 }
 
 /// Runs one sync. The caller records `last_sync_at` (= `report.started_at`)
@@ -122,6 +125,14 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         SyncMode::Full => None,
     };
 
+    // Each entity's states are as of the moment its fetch began: a webhook
+    // received after that may well be newer (`store::version`).
+    let observed = |seen: DateTime<Utc>| Observed {
+        seen,
+        source: Source::Sync,
+        max_future_skew: ctx.max_future_skew,
+    };
+    let listings_seen = observed(Utc::now());
     let listings = ctx
         .client
         .list_listings()
@@ -131,6 +142,7 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
             entity = "listings"
         ))
         .await?;
+    let reservations_seen = observed(Utc::now());
     let reservations = async {
         let mut reservations = ctx.client.list_reservations(since).await?;
         if let Some(since) = since {
@@ -162,6 +174,7 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         SyncMode::Incremental => mirror::message_versions(ctx.db, account_id).await?,
     };
     let to_fetch = plan::conversations_to_refetch(&conversations, &known, mode);
+    let messages_seen = observed(Utc::now());
     let messages: Vec<Value> = futures::stream::iter(to_fetch.iter().cloned())
         .map(|(conversation_id, reservation_id)| async move {
             let mut batch = ctx.client.list_messages(conversation_id).await?;
@@ -197,13 +210,13 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
 
     let listing_rows: Vec<_> = listings
         .into_iter()
-        .filter_map(|l| rows::listing_row(ctx.owner, l))
+        .filter_map(|l| rows::listing_row(ctx.owner, l, &listings_seen))
         .collect();
     let reservation_rows: Vec<_> = reservations
         .into_iter()
-        .filter_map(|r| rows::reservation_row(ctx.owner, r))
+        .filter_map(|r| rows::reservation_row(ctx.owner, r, &reservations_seen))
         .collect();
-    let merges = rows::thread_merges(ctx.owner, messages);
+    let merges = rows::thread_merges(ctx.owner, messages, &messages_seen);
     let mut report = SyncReport {
         account_id,
         mode,
@@ -236,6 +249,11 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         changes.push(ListingChange::DeleteMissing {
             account_id,
             present: present.clone(),
+            version: Observed {
+                source: Source::Delete,
+                ..listings_seen
+            }
+            .version(None),
         });
         let parents = vec![Span::current()];
         let present: HashSet<i64> = present.into_iter().collect();
@@ -264,7 +282,7 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         )?;
         report.listings_deleted = listings_written
             .iter()
-            .filter(|id| !present.contains(id))
+            .filter(|(_, id)| !present.contains(id))
             .count();
         report.listings.written = listings_written.len() - report.listings_deleted;
         report.reservations.written = reservations_written.len();

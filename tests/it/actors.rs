@@ -16,7 +16,7 @@ use crate::accounts::{app_with_sim, create_account, get_account, wait_synced};
 use crate::both_backends;
 use crate::helpers::{Backend, fixture, metric_value, wait_for};
 use crate::sync::try_sync;
-use crate::webhooks::{reservation, wait_settled};
+use crate::webhooks::{reservation_of, wait_settled};
 
 const DATASET: DatasetSize = DatasetSize {
     listings: 4,
@@ -128,10 +128,10 @@ async fn a_panicking_handler_is_contained_and_the_actor_restarts(backend: Backen
     wait_for(
         "the event after the panics to apply",
         Duration::from_secs(10),
-        || async { reservation(&app.db, 4445).await },
+        || async { reservation_of(&app.db, 1001, 4445).await },
     )
     .await;
-    assert!(reservation(&app.db, 4444).await.is_none());
+    assert!(reservation_of(&app.db, 1001, 4444).await.is_none());
     let metrics = app.metrics().await;
     let restarts = metric_value(
         &metrics,

@@ -271,7 +271,7 @@ async fn a_count_larger_than_what_is_served_fails_the_sync_and_writes_nothing(ba
     let synced = wait_synced(&app, ACCOUNT).await["last_sync_at"].clone();
     let state = app.sim().state();
     let changed = state.mutate(ACCOUNT, Mutation::UpdateReservation, 3);
-    let before = crate::webhooks::reservation(&app.db, changed[0].object_id).await;
+    let before = crate::webhooks::reservation_of(&app.db, ACCOUNT, changed[0].object_id).await;
     state.set_faults(Faults {
         count_bonus: 1,
         path_contains: Some("/reservations".into()),
@@ -295,7 +295,7 @@ async fn a_count_larger_than_what_is_served_fails_the_sync_and_writes_nothing(ba
         .await;
     }
     assert_eq!(
-        crate::webhooks::reservation(&app.db, changed[0].object_id).await,
+        crate::webhooks::reservation_of(&app.db, ACCOUNT, changed[0].object_id).await,
         before,
         "a failed run writes nothing, not even what it did fetch"
     );

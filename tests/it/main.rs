@@ -11,6 +11,7 @@ mod conformance;
 mod faults;
 mod health;
 mod hostaway_client;
+mod isolation;
 mod process;
 mod registration;
 mod storage;

@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use sync_hostaway::store::accounts::{self, NewAccount};
 use sync_hostaway::store::rows::{self, Owner};
 use sync_hostaway::store::upserts;
+use sync_hostaway::store::version::{Observed, Source};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestDb, fixture};
@@ -48,10 +49,19 @@ fn reservation(id: i64, updated_on: &str, guest: &str) -> Value {
     r
 }
 
+/// A sync fetch observed now.
+fn observed() -> Observed {
+    Observed {
+        seen: Utc::now(),
+        source: Source::Sync,
+        max_future_skew: Duration::days(1),
+    }
+}
+
 fn reservation_rows(payloads: &[Value]) -> Vec<rows::ReservationRow> {
     payloads
         .iter()
-        .filter_map(|p| rows::reservation_row(OWNER, p.clone()))
+        .filter_map(|p| rows::reservation_row(OWNER, p.clone(), &observed()))
         .collect()
 }
 
@@ -125,7 +135,7 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
         .clone();
     let rows: Vec<_> = listings
         .iter()
-        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .filter_map(|l| rows::listing_row(OWNER, l.clone(), &observed()))
         .collect();
     let t0 = Utc::now();
     assert_eq!(
@@ -161,7 +171,7 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
     );
     assert!(updated_at_of(&db, "listings", "id", 310501).await > first);
     assert_eq!(updated_at_of(&db, "listings", "id", 310502).await, first);
-    let stored = entities::listing::Entity::find_by_id(310501)
+    let stored = entities::listing::Entity::find_by_id((ACCOUNT, 310501))
         .one(&db)
         .await
         .unwrap()
@@ -190,7 +200,7 @@ async fn reservation_upsert_refuses_stale_versions(backend: Backend) {
         0,
         "an older version never replaces a newer one"
     );
-    let stored = entities::reservation::Entity::find_by_id(1)
+    let stored = entities::reservation::Entity::find_by_id((ACCOUNT, 1))
         .one(&db)
         .await
         .unwrap()
@@ -208,7 +218,7 @@ async fn reservation_upsert_refuses_stale_versions(backend: Backend) {
             .len(),
         1
     );
-    let stored = entities::reservation::Entity::find_by_id(1)
+    let stored = entities::reservation::Entity::find_by_id((ACCOUNT, 1))
         .one(&db)
         .await
         .unwrap()
@@ -236,7 +246,7 @@ async fn invalid_rows_are_skipped_not_fatal(backend: Backend) {
             .len(),
         1
     );
-    assert!(rows::listing_row(OWNER, json!({"name": "no id"})).is_none());
+    assert!(rows::listing_row(OWNER, json!({"name": "no id"}), &observed()).is_none());
     assert_eq!(count(&db, "reservations").await, 1);
 }
 
@@ -293,7 +303,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
         .clone();
     let t0 = Utc::now();
     // The page lists newest first; the thread stores oldest first.
-    let merges = rows::thread_merges(OWNER, page.clone());
+    let merges = rows::thread_merges(OWNER, page.clone(), &observed());
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0)
             .await
@@ -301,7 +311,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
             .len(),
         1
     );
-    let thread = entities::message_thread::Entity::find_by_id(51234567)
+    let thread = entities::message_thread::Entity::find_by_id((ACCOUNT, 51234567))
         .one(&db)
         .await
         .unwrap()
@@ -321,7 +331,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     );
 
     // Same messages again: nothing written.
-    let merges = rows::thread_merges(OWNER, page.clone());
+    let merges = rows::thread_merges(OWNER, page.clone(), &observed());
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(5))
             .await
@@ -338,7 +348,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     let mut newer = page[0].clone();
     newer["id"] = json!(402200999);
     newer["date"] = json!("2025-06-14 11:00:00");
-    let merges = rows::thread_merges(OWNER, vec![newer, page[1].clone()]);
+    let merges = rows::thread_merges(OWNER, vec![newer, page[1].clone()], &observed());
     assert_eq!(
         upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(10))
             .await
@@ -346,7 +356,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
             .len(),
         1
     );
-    let thread = entities::message_thread::Entity::find_by_id(51234567)
+    let thread = entities::message_thread::Entity::find_by_id((ACCOUNT, 51234567))
         .one(&db)
         .await
         .unwrap()
@@ -369,7 +379,7 @@ async fn account_delete_cascades_to_mirrored_data(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .filter_map(|l| rows::listing_row(OWNER, l.clone(), &observed()))
         .collect();
     upserts::upsert_listings(&db, &listings, now).await.unwrap();
     upserts::upsert_reservations(
@@ -385,6 +395,7 @@ async fn account_delete_cascades_to_mirrored_data(backend: Backend) {
             .as_array()
             .unwrap()
             .clone(),
+        &observed(),
     );
     upserts::merge_message_threads(&db, &merges, now)
         .await
@@ -395,7 +406,12 @@ async fn account_delete_cascades_to_mirrored_data(backend: Backend) {
     };
     upserts::upsert_reservations(
         &db,
-        &[rows::reservation_row(other, reservation(8, "2025-06-15 12:00:00", "b")).unwrap()],
+        &[rows::reservation_row(
+            other,
+            reservation(8, "2025-06-15 12:00:00", "b"),
+            &observed(),
+        )
+        .unwrap()],
         now,
     )
     .await
@@ -422,28 +438,44 @@ async fn missing_listings_are_soft_deleted_and_come_back(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|l| rows::listing_row(OWNER, l.clone()))
+        .filter_map(|l| rows::listing_row(OWNER, l.clone(), &observed()))
         .collect();
     upserts::upsert_listings(&db, &listings, now).await.unwrap();
-    let deleted = upserts::delete_missing_listings(&db, ACCOUNT, &[310501, 310502], now)
-        .await
-        .unwrap();
-    assert_eq!(deleted, vec![310503]);
-    let gone = entities::listing::Entity::find_by_id(310503)
+    let fetched = Observed {
+        source: Source::Delete,
+        ..observed()
+    };
+    let deleted = upserts::delete_missing_listings(
+        &db,
+        ACCOUNT,
+        &[310501, 310502],
+        fetched.version(None),
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted, vec![(ACCOUNT, 310503)]);
+    let gone = entities::listing::Entity::find_by_id((ACCOUNT, 310503))
         .one(&db)
         .await
         .unwrap()
         .unwrap();
     assert!(gone.deleted_at.is_some());
-    // It reappears at Hostaway: the upsert clears deleted_at.
+    // It reappears at Hostaway (a later fetch): the upsert clears deleted_at.
+    let again: Vec<_> = fixture("listings_page.json")["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| rows::listing_row(OWNER, l.clone(), &observed()))
+        .collect();
     assert_eq!(
-        upserts::upsert_listings(&db, &listings[2..], now)
+        upserts::upsert_listings(&db, &again[2..], now)
             .await
             .unwrap()
             .len(),
         1
     );
-    let back = entities::listing::Entity::find_by_id(310503)
+    let back = entities::listing::Entity::find_by_id((ACCOUNT, 310503))
         .one(&db)
         .await
         .unwrap()

@@ -40,8 +40,13 @@ pub async fn inbox_count(db: &DatabaseConnection) -> u64 {
         .unwrap()
 }
 
+/// Account `ACCOUNT`'s reservation `id`, as stored.
 pub async fn reservation(db: &DatabaseConnection, id: i64) -> Option<Value> {
-    entities::reservation::Entity::find_by_id(id)
+    reservation_of(db, ACCOUNT, id).await
+}
+
+pub async fn reservation_of(db: &DatabaseConnection, account_id: i64, id: i64) -> Option<Value> {
+    entities::reservation::Entity::find_by_id((account_id, id))
         .one(db)
         .await
         .unwrap()
@@ -49,7 +54,7 @@ pub async fn reservation(db: &DatabaseConnection, id: i64) -> Option<Value> {
 }
 
 async fn thread(db: &DatabaseConnection, reservation_id: i64) -> Option<Vec<Value>> {
-    entities::message_thread::Entity::find_by_id(reservation_id)
+    entities::message_thread::Entity::find_by_id((ACCOUNT, reservation_id))
         .one(db)
         .await
         .unwrap()
@@ -119,7 +124,7 @@ async fn every_fixture_changes_the_database_as_expected(backend: Backend) {
         200
     );
     wait_settled(&app.db).await;
-    let cancelled = entities::reservation::Entity::find_by_id(51240088)
+    let cancelled = entities::reservation::Entity::find_by_id((ACCOUNT, 51240088))
         .one(&app.db)
         .await
         .unwrap()
@@ -315,6 +320,7 @@ async fn events_left_pending_while_stopped_are_applied_on_start(backend: Backend
                 event_type: "reservation.updated".into(),
                 object_type: Some("reservation".into()),
                 dedupe_key: format!("pending-{i}"),
+                entity_key: format!("reservation:{}", 500 + i),
                 payload: body,
                 status: EventStatus::Pending,
                 traceparent: None,
@@ -452,7 +458,7 @@ async fn listing_events_upsert_and_soft_delete(backend: Backend) {
     let deleted = json!({"object": "listing", "event": "listing.deleted", "accountId": ACCOUNT, "data": {"id": 310501}});
     assert_eq!(app.deliver(&deleted).await.status(), 200);
     wait_settled(&app.db).await;
-    let row = entities::listing::Entity::find_by_id(310501)
+    let row = entities::listing::Entity::find_by_id((ACCOUNT, 310501))
         .one(&app.db)
         .await
         .unwrap()
