@@ -540,3 +540,66 @@ async fn a_failing_first_row_never_holds_up_a_large_backlog(backend: Backend) {
     );
     second.stop().await;
 }
+
+both_backends!(a_nul_storm_beside_normal_traffic_costs_no_503);
+
+/// 70 NUL deliveries per second beside 1,000 normal ones, for three
+/// seconds: every delivery of either kind is acknowledged.
+async fn a_nul_storm_beside_normal_traffic_costs_no_503(backend: Backend) {
+    let mut app = two_tenants(backend, &[]).await;
+    let seconds = 3u64;
+    let send_paced = |rate: u64, nul: bool, lane: u64| {
+        let http = app.http.clone();
+        let url = app.url("/api/v1/hostaway/webhooks");
+        async move {
+            let mut statuses = Vec::new();
+            let started = Instant::now();
+            for i in 0..rate * seconds {
+                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+                tokio::time::sleep_until(due.into()).await;
+                let id = lane * 1_000_000 + i;
+                let guest = if nul { "Storm\\u0000Guest" } else { "Calm" };
+                let body = format!(
+                    r#"{{"object":"reservation","event":"reservation.updated","accountId":{B},
+                    "data":{{"id":{id},"listingMapId":1,"guestName":"{guest}","updatedOn":"2025-06-15 12:00:00"}}}}"#
+                );
+                let status = http
+                    .post(&url)
+                    .basic_auth("hostaway", Some("test-webhook-password"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                statuses.push(status);
+            }
+            (nul, statuses)
+        }
+    };
+    // 1,000/s as 20 lanes of 50/s; the storm as one lane of 70/s.
+    let mut lanes: Vec<_> = (1..=20).map(|lane| send_paced(50, false, lane)).collect();
+    lanes.push(send_paced(70, true, 99));
+    let started = Instant::now();
+    let results = futures::future::join_all(lanes).await;
+    let elapsed = started.elapsed();
+    let (mut normal, mut storm, mut not_ok) = (0, 0, 0);
+    for (nul, statuses) in &results {
+        if *nul {
+            storm += statuses.len();
+        } else {
+            normal += statuses.len();
+        }
+        not_ok += statuses.iter().filter(|s| **s != 200).count();
+    }
+    println!(
+        "nul storm ({backend:?}): {normal} normal + {storm} NUL deliveries in {elapsed:.1?}, {not_ok} not 200"
+    );
+    assert_eq!(not_ok, 0);
+    wait_settled(&app.db).await;
+    assert_eq!(
+        guest(&app.db, B, 99_000_000).await.as_deref(),
+        Some("Storm\u{FFFD}Guest")
+    );
+    app.stop().await;
+}
