@@ -591,14 +591,24 @@ impl AccountClient {
         }
     }
 
-    /// The items of a second walk, or the error if it is still short.
-    fn complete_or_fail(
+    /// `first` when it is complete; otherwise (counted and logged) a second
+    /// walk with offset paging, one page at a time, or the error if that is
+    /// still short of the announced `count`.
+    async fn complete_or_walk_again(
         &self,
+        path: &str,
         endpoint: &'static str,
-        collected: Collected,
+        extra: &[(&'static str, String)],
+        first: Collected,
     ) -> Result<Vec<Value>, HostawayError> {
-        match collected.shortfall() {
-            None => Ok(collected.into_items()),
+        let Some(short) = first.shortfall() else {
+            return Ok(first.into_items());
+        };
+        self.incomplete(endpoint, short);
+        tracing::info!(endpoint, "walking the listing again with offset paging");
+        let second = self.walk_offsets(path, endpoint, extra, false).await?;
+        match second.shortfall() {
+            None => Ok(second.into_items()),
             Some(short) => Err(self.incomplete(endpoint, short)),
         }
     }
@@ -612,16 +622,9 @@ impl AccountClient {
         endpoint: &'static str,
         extra: &[(&'static str, String)],
     ) -> Result<Vec<Value>, HostawayError> {
-        let collected = self.walk_offsets(path, endpoint, extra, true).await?;
-        let Some(short) = collected.shortfall() else {
-            return Ok(collected.into_items());
-        };
-        self.incomplete(endpoint, short);
-        tracing::info!(endpoint, "walking the listing again, one page at a time");
-        self.complete_or_fail(
-            endpoint,
-            self.walk_offsets(path, endpoint, extra, false).await?,
-        )
+        let first = self.walk_offsets(path, endpoint, extra, true).await?;
+        self.complete_or_walk_again(path, endpoint, extra, first)
+            .await
     }
 
     /// One offset walk: the first page, then, when it announced a `count`,
@@ -697,16 +700,9 @@ impl AccountClient {
         endpoint: &'static str,
         extra: &[(&'static str, String)],
     ) -> Result<Vec<Value>, HostawayError> {
-        let collected = self.walk_cursor(path, endpoint, extra, |_| false).await?;
-        let Some(short) = collected.shortfall() else {
-            return Ok(collected.into_items());
-        };
-        self.incomplete(endpoint, short);
-        tracing::info!(endpoint, "walking the listing again with offset paging");
-        self.complete_or_fail(
-            endpoint,
-            self.walk_offsets(path, endpoint, extra, false).await?,
-        )
+        let first = self.walk_cursor(path, endpoint, extra, |_| false).await?;
+        self.complete_or_walk_again(path, endpoint, extra, first)
+            .await
     }
 
     /// One cursor walk: the first page without `afterId`, then the id of

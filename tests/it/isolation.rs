@@ -5,14 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest::Method;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use sync_hostaway::sim::{DatasetSize, Mutation};
 use sync_hostaway::store::inbox::{self, EventStatus, NewEvent};
 use sync_hostaway::sync::SyncMode;
 
-use crate::accounts::create_account;
+use crate::accounts::{create_account, get_account};
 use crate::both_backends;
 use crate::helpers::{
     AppOptions, Backend, TestApp, TestDb, fixture, metric_value, mirror_diff, sim_config,
@@ -197,14 +196,7 @@ async fn a_delivery_for_another_accounts_ids_changes_only_its_own_rows(backend: 
     }
     // Counts per account stay exact.
     for account in [A, B] {
-        let body: Value = app
-            .admin(Method::GET, &format!("/api/v1/hostaway/accounts/{account}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = get_account(&app, account).await;
         assert_eq!(body["counts"]["reservations"], 1, "{account}: {body}");
         assert_eq!(body["counts"]["message_threads"], 1, "{account}");
     }
@@ -254,15 +246,8 @@ async fn colliding_ids_keep_separate_mirrors_through_syncs_and_webhooks(backend:
             "the webhook registration",
             Duration::from_secs(20),
             || async {
-                let body: Value = app
-                    .admin(Method::GET, &format!("/api/v1/hostaway/accounts/{account}"))
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                (body["webhook"]["status"] == "registered").then_some(())
+                (get_account(&app, account).await["webhook"]["status"] == "registered")
+                    .then_some(())
             },
         )
         .await;
