@@ -57,6 +57,8 @@ pub struct Core {
     pub cipher: Cipher,
     pub hostaway: HostawayClient,
     pub directory: AccountDirectory,
+    /// When `refresh_gauges` last read the database.
+    gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Core {
@@ -91,26 +93,44 @@ impl Core {
             cipher,
             hostaway,
             directory,
+            gauges_refreshed: std::sync::Mutex::new(None),
         })
     }
 
     /// Named readiness checks; each is `"ok"` or a short reason.
     pub async fn readiness(&self, timeout: Duration) -> BTreeMap<&'static str, String> {
         let mut checks = BTreeMap::new();
+        // The database's own error text goes to the log, never to callers.
         let database = match tokio::time::timeout(timeout, store::ping(&self.db)).await {
             Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(err)) => format!("unreachable: {err}"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "readiness: the database did not answer");
+                "unreachable".to_string()
+            }
             Err(_) => "timed out".to_string(),
         };
         checks.insert("database", database);
         checks
     }
 
-    /// Refreshes gauges that are read at scrape time.
+    /// Refreshes gauges that are read at scrape time: the in-memory ones at
+    /// every call, the database counts at most every
+    /// `telemetry.metrics_refresh_secs` (scrapes never add load of their own).
     pub async fn refresh_gauges(&self) {
         self.metrics
             .accounts_degraded
             .set(self.directory.degraded_count() as i64);
+        let every = Duration::from_secs(self.settings.telemetry.metrics_refresh_secs);
+        {
+            let mut last = self
+                .gauges_refreshed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| at.elapsed() < every) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
         match store::inbox::counts(&self.db).await {
             Ok(counts) => {
                 for status in ["pending", "failed"] {
@@ -158,6 +178,8 @@ fn check_public_url(settings: &Settings) -> Result<(), StartupError> {
 pub struct AppContext {
     pub core: Arc<Core>,
     pub actors: ActorSystem,
+    /// Bounds on request bodies being read.
+    pub bodies: crate::http::webhooks::BodyBudget,
 }
 
 impl Deref for AppContext {
@@ -209,7 +231,12 @@ impl Application {
         let started = actors.router.send(StartAll).await.unwrap_or(0);
         actors.registrar.do_send(EnsureAll);
         tracing::info!(accounts = started, "account actors started");
-        let context = web::Data::new(AppContext { core, actors });
+        let bodies = crate::http::webhooks::BodyBudget::new(&core.settings.server);
+        let context = web::Data::new(AppContext {
+            core,
+            actors,
+            bodies,
+        });
 
         let settings = &context.settings;
         let address = format!("{}:{}", settings.server.host, settings.server.port);

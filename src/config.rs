@@ -135,6 +135,9 @@ pub struct ServerSettings {
     pub host: String,
     pub port: u16,
     pub body_limit_bytes: usize,
+    pub body_timeout_secs: f64,
+    pub max_inflight_bodies: usize,
+    pub max_inflight_body_bytes: usize,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
 }
@@ -183,6 +186,7 @@ pub struct HostawaySettings {
     pub concurrency: usize,
     pub page_size: u32,
     pub max_pages: u32,
+    pub max_retry_after_secs: u64,
     pub token_ready_delay_ms: u64,
     pub token_refresh_margin_secs: u64,
     pub rate_limit: RateLimitSettings,
@@ -235,6 +239,7 @@ pub struct SyncSettings {
     pub scheduler_tick_ms: u64,
     pub overlap_secs: u64,
     pub sync_on_create: bool,
+    pub max_duration_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -271,6 +276,7 @@ pub struct TelemetrySettings {
     pub sampling_ratio: f64,
     pub export_queue_size: usize,
     pub export_timeout_ms: u64,
+    pub metrics_refresh_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +288,9 @@ pub struct ActorSettings {
     pub restart_backoff_max_ms: u64,
     pub shutdown_timeout_secs: u64,
     pub account_arbiters: usize,
+    pub max_queued_rows: usize,
+    pub max_queued_bytes: usize,
+    pub degraded_retry_secs: u64,
 }
 
 /// Deliberate failures for the fault suite. All lists are empty in every shipped
@@ -401,6 +410,19 @@ impl Settings {
         if self.server.body_limit_bytes < 1024 {
             return Err(invalid("server.body_limit_bytes", "must be at least 1024"));
         }
+        if !(self.server.body_timeout_secs > 0.0 && self.server.body_timeout_secs.is_finite()) {
+            return Err(invalid("server.body_timeout_secs", "must be positive"));
+        }
+        if self.server.max_inflight_bodies == 0 {
+            return Err(invalid("server.max_inflight_bodies", "must be at least 1"));
+        }
+        if self.server.max_inflight_body_bytes < self.server.body_limit_bytes {
+            return Err(invalid(
+                "server.max_inflight_body_bytes",
+                "must be at least server.body_limit_bytes",
+            ));
+        }
+        self.refuse_public_secrets()?;
         let url = self.database.url.expose();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -417,7 +439,7 @@ impl Settings {
         if !is_identifier(&self.database.schema) {
             return Err(invalid(
                 "database.schema",
-                "must be a plain identifier (letters, digits, underscore)",
+                "must be a lower-case identifier (a-z, 0-9, _, not starting with a digit, at most 63 characters)",
             ));
         }
         if !matches!(
@@ -519,6 +541,15 @@ impl Settings {
         if self.actors.max_restarts == 0 {
             return Err(invalid("actors.max_restarts", "must be at least 1"));
         }
+        if self.actors.max_queued_rows == 0 {
+            return Err(invalid("actors.max_queued_rows", "must be at least 1"));
+        }
+        if self.actors.max_queued_bytes < self.server.body_limit_bytes {
+            return Err(invalid(
+                "actors.max_queued_bytes",
+                "must be at least server.body_limit_bytes (one event must fit)",
+            ));
+        }
         if self.environment == Environment::Production {
             if !self.security.encryption_key.is_set() {
                 return Err(invalid(
@@ -539,6 +570,40 @@ impl Settings {
         Ok(())
     }
 
+    /// The shipped development and test secrets are public: production
+    /// refuses them anywhere, other environments refuse to serve them on an
+    /// address other hosts can reach.
+    fn refuse_public_secrets(&self) -> Result<(), ConfigError> {
+        let public = |value: &str| PUBLIC_SECRETS.contains(&value);
+        let offending = if self.admin.api_token.is_set() && public(self.admin.api_token.expose()) {
+            Some("admin.api_token")
+        } else if self.webhooks.password.is_set() && public(self.webhooks.password.expose()) {
+            Some("webhooks.password")
+        } else {
+            None
+        };
+        let Some(key) = offending else {
+            return Ok(());
+        };
+        if self.environment == Environment::Production {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "is a published development/test secret; set your own".into(),
+            });
+        }
+        if !is_loopback(&self.server.host) {
+            return Err(ConfigError::Invalid {
+                key: "server.host",
+                message: format!(
+                    "{} is not a loopback address, and {key} is a published development/test secret: \
+                     bind 127.0.0.1, or set your own {key}",
+                    self.server.host
+                ),
+            });
+        }
+        Ok(())
+    }
+
     pub fn is_sqlite(&self) -> bool {
         self.database.url.expose().starts_with("sqlite:")
     }
@@ -548,10 +613,29 @@ fn default_config_dir() -> PathBuf {
     PathBuf::from("config")
 }
 
+/// The secrets `config/development.toml` and `config/test.toml` ship with.
+const PUBLIC_SECRETS: &[&str] = &[
+    "dev-admin-token",
+    "dev-webhook-password",
+    "test-admin-token",
+    "test-webhook-password",
+];
+
+/// `localhost` or a loopback IP.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn is_identifier(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 63
-        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !value.starts_with(|c: char| c.is_ascii_digit())
 }
 

@@ -258,6 +258,7 @@ mod tests {
             sampling_ratio: 1.0,
             export_queue_size: 64,
             export_timeout_ms: 200,
+            metrics_refresh_secs: 10,
         }
     }
 

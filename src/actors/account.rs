@@ -1,9 +1,15 @@
-//! AccountActor: one per active account. It does one unit of work at a time
-//! (a batch of inbox rows or a sync run), so a sync and webhook events never
-//! interleave for one account, while accounts proceed in parallel. Inbox rows
-//! are applied in id order; the actor learns of new rows from wake-ups sent
-//! after each inbox commit, and from scanning its pending rows at start (and
-//! after a restart), so a lost wake-up can delay an event but never lose it.
+//! AccountActor: one per active account. It runs one *write* unit at a time
+//! (a batch of inbox rows, or a sync's writes), so every write of an account
+//! is serialized while accounts proceed in parallel. A sync's slow,
+//! rate-limited fetching runs beside the webhook applies; what it fetched is
+//! then written as one unit, and the version rules decide against what the
+//! webhooks wrote meanwhile. Inbox rows are applied in id order; the actor
+//! learns of new rows from its doorbell (rung after each inbox commit) and
+//! from scanning its pending rows at start and whenever rows were left to the
+//! inbox, so a lost wake-up can delay an event but never lose it. At most
+//! `actors.max_queued_rows` rows and `actors.max_queued_bytes` bytes are held
+//! in memory; beyond that, rows stay in the inbox and are paged in as the
+//! queue drains.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tracing::Span;
 
+use super::doorbell::Doorbell;
 use super::registrar::{EnsureWebhook, WebhookRegistrar};
 use super::supervision::{RestartDecision, RestartTracker, contain, contain_sync};
 use super::traced::{TraceExt, Traced};
@@ -32,10 +39,9 @@ use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
 use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
 
-/// New inbox rows for this account (sent after they are committed).
-pub struct Wake {
-    pub rows: Vec<InboxRow>,
-}
+/// New inbox rows wait at the doorbell (sent after they are committed; at
+/// most one in flight).
+pub struct Wake;
 
 impl Message for Wake {
     type Result = ();
@@ -86,6 +92,14 @@ struct PendingSync {
     trigger: Span,
 }
 
+/// A sync whose fetch finished, waiting to be written as a unit.
+struct FetchedSync {
+    pending: PendingSync,
+    fetched: sync::Fetched,
+    span: Span,
+    started: std::time::Instant,
+}
+
 /// Outcome of applying one batch of rows.
 struct Applied {
     done: Vec<i64>,
@@ -110,8 +124,12 @@ pub struct AccountActor {
     client: Option<AccountClient>,
     owner: Owner,
     last_sync_at: Option<DateTime<Utc>>,
-    /// Rows known to be pending, by id.
+    /// Rows known to be pending, by id (bounded: see `hold`).
     queue: BTreeMap<i64, InboxRow>,
+    /// Payload bytes of the rows in `queue`.
+    queued_bytes: usize,
+    /// Where the router leaves new rows.
+    doorbell: Arc<Doorbell>,
     /// Highest inbox id the last scan could see; wake-ups at or below it are
     /// already covered by the scan.
     watermark: i64,
@@ -120,18 +138,32 @@ pub struct AccountActor {
     more_in_db: bool,
     scan_cursor: i64,
     needs_load: bool,
+    /// A write unit (or a scan) runs.
     busy: bool,
+    /// An inbox scan runs.
+    loading: bool,
+    /// Rows left to the inbox while a scan ran (the lowest id).
+    left_while_loading: Option<i64>,
+    /// A sync's fetch runs (beside the applies).
+    fetching: bool,
+    /// A fetched sync waits to be written.
+    to_write: Option<FetchedSync>,
     syncs: VecDeque<PendingSync>,
     retry_timer: Option<SpawnHandle>,
     restarts: RestartTracker,
     resume_at: Option<tokio::time::Instant>,
     degraded: bool,
+    /// The half-open retry of a degraded account is scheduled.
+    degraded_retry: Option<SpawnHandle>,
+    /// Working again after being degraded: one more failure degrades it at
+    /// once, one success clears the record.
+    half_open: bool,
     draining: bool,
     drained: Vec<oneshot::Sender<()>>,
 }
 
-/// Rows read per inbox scan.
-const SCAN_PAGE: u64 = 2_000;
+/// Most rows one inbox scan reads (fewer when the queue has less room).
+const SCAN_PAGE: usize = 256;
 
 impl AccountActor {
     pub fn new(
@@ -139,6 +171,7 @@ impl AccountActor {
         core: Arc<Core>,
         writers: Writers,
         registrar: Addr<WebhookRegistrar>,
+        doorbell: Arc<Doorbell>,
     ) -> Self {
         let restarts = RestartTracker::new(&core.settings.actors);
         AccountActor {
@@ -153,24 +186,84 @@ impl AccountActor {
             },
             last_sync_at: None,
             queue: BTreeMap::new(),
+            queued_bytes: 0,
+            doorbell,
             watermark: 0,
             more_in_db: false,
             scan_cursor: 0,
             needs_load: true,
             busy: false,
+            loading: false,
+            left_while_loading: None,
+            fetching: false,
+            to_write: None,
             syncs: VecDeque::new(),
             retry_timer: None,
             restarts,
             resume_at: None,
             degraded: false,
+            degraded_retry: None,
+            half_open: false,
             draining: false,
             drained: Vec::new(),
         }
     }
 
+    /// Holds `row` in memory if the bounds allow; otherwise leaves it, and
+    /// every later row, to the inbox scan.
+    fn hold(&mut self, row: InboxRow) {
+        if self.queue.contains_key(&row.id) {
+            return;
+        }
+        let limits = &self.core.settings.actors;
+        let fits = !self.more_in_db || row.id <= self.scan_cursor;
+        if fits
+            && self.queue.len() < limits.max_queued_rows
+            && self.queued_bytes + row.size <= limits.max_queued_bytes
+        {
+            self.queued_bytes += row.size;
+            self.queue.insert(row.id, row);
+        } else {
+            self.leave_to_scan(row.id);
+        }
+    }
+
+    /// Rows from `id` on are read from the inbox by a later scan.
+    fn leave_to_scan(&mut self, id: i64) {
+        if self.loading {
+            // The scan in flight resets the cursor: applied after it.
+            self.left_while_loading = Some(self.left_while_loading.map_or(id, |l| l.min(id)));
+            return;
+        }
+        let before = id.saturating_sub(1);
+        self.scan_cursor = if self.more_in_db {
+            self.scan_cursor.min(before)
+        } else {
+            before
+        };
+        self.more_in_db = true;
+    }
+
+    fn release(&mut self, id: i64) {
+        if let Some(row) = self.queue.remove(&id) {
+            self.queued_bytes = self.queued_bytes.saturating_sub(row.size);
+        }
+    }
+
+    /// The row and byte room left in the queue, as a scan page size.
+    fn scan_page(&self) -> u64 {
+        let limits = &self.core.settings.actors;
+        let rows = limits.max_queued_rows.saturating_sub(self.queue.len());
+        rows.clamp(1, SCAN_PAGE) as u64
+    }
+
     /// Starts the next unit of work, if any and if idle.
     fn drive(&mut self, ctx: &mut Context<Self>) {
-        if self.busy || self.degraded {
+        if self.degraded {
+            self.schedule_half_open(ctx);
+            return;
+        }
+        if self.busy {
             return;
         }
         if self.draining {
@@ -192,18 +285,66 @@ impl AccountActor {
         }
         if self.needs_load {
             self.start_load(ctx);
-        } else if !self.syncs.is_empty() {
-            self.start_sync(ctx);
-        } else {
-            self.start_apply(ctx);
+            return;
+        }
+        if self.to_write.is_some() {
+            self.start_sync_write(ctx);
+            return;
+        }
+        if !self.fetching && !self.syncs.is_empty() {
+            self.start_fetch(ctx);
+        }
+        self.start_apply(ctx);
+    }
+
+    /// A degraded account gets a half-open retry after
+    /// `actors.degraded_retry_secs`.
+    fn schedule_half_open(&mut self, ctx: &mut Context<Self>) {
+        if self.degraded_retry.is_some() {
+            return;
+        }
+        let after = Duration::from_secs(self.core.settings.actors.degraded_retry_secs);
+        self.degraded_retry = Some(ctx.run_later(after, |act, ctx| {
+            act.degraded_retry = None;
+            if !act.degraded {
+                return;
+            }
+            tracing::info!(
+                account_id = act.account_id,
+                "retrying a degraded account (half-open)"
+            );
+            act.set_degraded(false);
+            act.half_open = true;
+            act.needs_load = true;
+            act.drive(ctx);
+        }));
+    }
+
+    fn set_degraded(&mut self, degraded: bool) {
+        self.degraded = degraded;
+        self.core.directory.set_degraded(self.account_id, degraded);
+        self.core
+            .metrics
+            .accounts_degraded
+            .set(self.core.directory.degraded_count() as i64);
+    }
+
+    /// A unit of work succeeded: a half-open account is healthy again.
+    fn succeeded(&mut self) {
+        if self.half_open {
+            tracing::info!(account_id = self.account_id, "degraded account recovered");
+            self.half_open = false;
+            self.restarts.reset();
         }
     }
 
     fn start_load(&mut self, ctx: &mut Context<Self>) {
         self.busy = true;
+        self.loading = true;
         let core = self.core.clone();
         let account_id = self.account_id;
         let after = if self.more_in_db { self.scan_cursor } else { 0 };
+        let page = self.scan_page();
         let load_row = self.client.is_none();
         let work = async move {
             let row = if load_row {
@@ -212,9 +353,8 @@ impl AccountActor {
                 None
             };
             let watermark = inbox::max_id_for_account(&core.db, account_id).await?;
-            let pending =
-                inbox::pending_for_account(&core.db, account_id, after, SCAN_PAGE).await?;
-            let more = pending.len() as u64 >= SCAN_PAGE;
+            let pending = inbox::pending_for_account(&core.db, account_id, after, page).await?;
+            let more = pending.len() as u64 >= page;
             Ok::<_, sea_orm::DbErr>(Loaded {
                 row,
                 pending,
@@ -224,6 +364,8 @@ impl AccountActor {
         };
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.busy = false;
+            act.loading = false;
+            let left = act.left_while_loading.take();
             match result {
                 Ok(loaded) => {
                     if load_row {
@@ -247,12 +389,18 @@ impl AccountActor {
                         act.scan_cursor = last.id;
                     }
                     for row in loaded.pending {
-                        act.queue.entry(row.id).or_insert(row);
+                        act.hold(row);
+                    }
+                    if let Some(id) = left {
+                        act.leave_to_scan(id);
                     }
                     act.needs_load = false;
                     act.drive(ctx);
                 }
                 Err(err) => {
+                    if let Some(id) = left {
+                        act.leave_to_scan(id);
+                    }
                     tracing::warn!(account_id = act.account_id, error = %err, "inbox scan failed; retrying");
                     ctx.run_later(Duration::from_secs(1), |act, ctx| act.drive(ctx));
                 }
@@ -275,7 +423,8 @@ impl AccountActor {
         Ok(())
     }
 
-    fn start_sync(&mut self, ctx: &mut Context<Self>) {
+    /// Starts the fetch of the next sync beside the applies (no write).
+    fn start_fetch(&mut self, ctx: &mut Context<Self>) {
         let Some(pending) = self.syncs.pop_front() else {
             return;
         };
@@ -284,10 +433,9 @@ impl AccountActor {
             for reply in pending.replies {
                 let _ = reply.send(Err(error.clone()));
             }
-            self.drive(ctx);
             return;
         };
-        self.busy = true;
+        self.fetching = true;
         let core = self.core.clone();
         let writers = self.writers.clone();
         let owner = self.owner;
@@ -307,9 +455,8 @@ impl AccountActor {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             span.add_link(pending.trigger.context().span().span_context().clone());
         }
-        let mode_label = request.mode.as_str();
+        let started = std::time::Instant::now();
         let work = async move {
-            let started = std::time::Instant::now();
             if !request.dry_run {
                 accounts::record_sync_state(&core.db, account_id, "syncing", None, None).await?;
             }
@@ -321,46 +468,100 @@ impl AccountActor {
             {
                 panic!("injected sync panic for account {account_id}");
             }
-            let context = SyncContext {
-                client: &client,
-                owner,
-                db: &core.db,
-                writers: &writers,
-                settings: &core.settings.sync,
-                concurrency: core.settings.hostaway.concurrency,
-                metrics: &core.metrics,
-                last_sync_at,
-                max_future_skew: core.settings.webhooks.max_future_skew(),
-            };
-            let result = sync::run(context, request).await;
-            core.metrics
-                .sync_duration
-                .with_label_values(&[mode_label])
-                .observe(started.elapsed().as_secs_f64());
-            result
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            let limit = core.settings.sync.max_duration_secs;
+            tokio::time::timeout(Duration::from_secs(limit), sync::fetch(&context, request))
+                .await
+                .unwrap_or(Err(SyncError::TimedOut(limit)))
+        };
+        let traced = tracing::Instrument::instrument(contain(work), span.clone());
+        ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
+            act.fetching = false;
+            match outcome {
+                Ok(Ok(fetched)) => {
+                    act.to_write = Some(FetchedSync {
+                        pending,
+                        fetched,
+                        span,
+                        started,
+                    });
+                }
+                Ok(Err(error)) => act.end_sync(ctx, pending, started, Err(error)),
+                Err(panic) => {
+                    act.end_sync(ctx, pending, started, Err(SyncError::Panicked(panic.0)));
+                    tracing::error!(
+                        account_id = act.account_id,
+                        "sync panicked; restarting the account actor"
+                    );
+                    ctx.stop();
+                    return;
+                }
+            }
+            act.drive(ctx);
+        }));
+    }
+
+    /// Writes a fetched sync as one unit, serialized with the applies.
+    fn start_sync_write(&mut self, ctx: &mut Context<Self>) {
+        let Some(FetchedSync {
+            pending,
+            fetched,
+            span,
+            started,
+        }) = self.to_write.take()
+        else {
+            return;
+        };
+        let Some(client) = self.client.clone() else {
+            let error = SyncError::Unavailable("the account's secret cannot be read".into());
+            self.end_sync(ctx, pending, started, Err(error));
+            return;
+        };
+        self.busy = true;
+        let core = self.core.clone();
+        let writers = self.writers.clone();
+        let (owner, last_sync_at) = (self.owner, self.last_sync_at);
+        let work = async move {
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            sync::write(&context, fetched).await
         };
         let traced = tracing::Instrument::instrument(contain(work), span);
         ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
             act.busy = false;
-            let (result, panicked) = match outcome {
-                Ok(result) => (result, false),
-                Err(panic) => (Err(SyncError::Panicked(panic.0)), true),
-            };
-            act.metrics_for_sync(mode_label, &result);
-            act.finish_sync(ctx, request, &result);
-            for reply in pending.replies {
-                let _ = reply.send(result.clone());
-            }
-            if panicked {
-                tracing::error!(
-                    account_id = act.account_id,
-                    "sync panicked; restarting the account actor"
-                );
-                ctx.stop();
-                return;
+            match outcome {
+                Ok(result) => act.end_sync(ctx, pending, started, result),
+                Err(panic) => {
+                    act.end_sync(ctx, pending, started, Err(SyncError::Panicked(panic.0)));
+                    ctx.stop();
+                    return;
+                }
             }
             act.drive(ctx);
         }));
+    }
+
+    /// Records a finished (or failed) sync and answers whoever waits for it.
+    fn end_sync(
+        &mut self,
+        ctx: &mut Context<Self>,
+        pending: PendingSync,
+        started: std::time::Instant,
+        result: Result<SyncReport, SyncError>,
+    ) {
+        let mode_label = pending.request.mode.as_str();
+        self.core
+            .metrics
+            .sync_duration
+            .with_label_values(&[mode_label])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics_for_sync(mode_label, &result);
+        if result.is_ok() {
+            self.succeeded();
+        }
+        self.finish_sync(ctx, pending.request, &result);
+        for reply in pending.replies {
+            let _ = reply.send(result.clone());
+        }
     }
 
     fn metrics_for_sync(&self, mode: &str, result: &Result<SyncReport, SyncError>) {
@@ -452,8 +653,11 @@ impl AccountActor {
             act.busy = false;
             match outcome {
                 Ok(applied) => {
+                    if !applied.done.is_empty() {
+                        act.succeeded();
+                    }
                     for id in applied.done {
-                        act.queue.remove(&id);
+                        act.release(id);
                     }
                     for (id, attempts, retry_at) in applied.failed {
                         match retry_at {
@@ -464,7 +668,7 @@ impl AccountActor {
                                 }
                             }
                             None => {
-                                act.queue.remove(&id);
+                                act.release(id);
                             }
                         }
                     }
@@ -497,6 +701,27 @@ impl AccountActor {
                 act.drive(ctx);
             }));
         }
+    }
+}
+
+/// What a sync run needs, from the account's shared services.
+fn sync_context<'a>(
+    core: &'a Core,
+    client: &'a AccountClient,
+    writers: &'a Writers,
+    owner: Owner,
+    last_sync_at: Option<DateTime<Utc>>,
+) -> SyncContext<'a> {
+    SyncContext {
+        client,
+        owner,
+        db: &core.db,
+        writers,
+        settings: &core.settings.sync,
+        concurrency: core.settings.hostaway.concurrency,
+        metrics: &core.metrics,
+        last_sync_at,
+        max_future_skew: core.settings.webhooks.max_future_skew(),
     }
 }
 
@@ -727,12 +952,24 @@ impl Supervised for AccountActor {
             .with_label_values(&["account"])
             .inc();
         // Start over from the database: what was applied is marked there.
+        // The context's futures are gone: a fetch in flight is abandoned.
         self.queue.clear();
+        self.queued_bytes = 0;
         self.busy = false;
+        self.loading = false;
+        self.left_while_loading = None;
+        self.fetching = false;
+        self.to_write = None;
         self.needs_load = true;
         self.more_in_db = false;
         self.retry_timer = None;
-        match self.restarts.record() {
+        self.degraded_retry = None;
+        let decision = if std::mem::take(&mut self.half_open) {
+            RestartDecision::GiveUp
+        } else {
+            self.restarts.record()
+        };
+        match decision {
             RestartDecision::Resume(delay) => {
                 tracing::warn!(
                     account_id = self.account_id,
@@ -747,12 +984,7 @@ impl Supervised for AccountActor {
                     restarts = self.restarts.recent(),
                     "account actor exceeded its restart limit; marking the account degraded"
                 );
-                self.degraded = true;
-                self.core.directory.set_degraded(self.account_id, true);
-                self.core
-                    .metrics
-                    .accounts_degraded
-                    .set(self.core.directory.degraded_count() as i64);
+                self.set_degraded(true);
                 let error = SyncError::Unavailable("account is degraded".into());
                 for pending in self.syncs.drain(..) {
                     for reply in pending.replies {
@@ -767,11 +999,15 @@ impl Supervised for AccountActor {
 impl Handler<Traced<Wake>> for AccountActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Traced<Wake>, ctx: &mut Context<Self>) {
-        for row in msg.msg.rows {
+    fn handle(&mut self, _msg: Traced<Wake>, ctx: &mut Context<Self>) {
+        let delivery = self.doorbell.take();
+        for row in delivery.rows {
             if row.id > self.watermark {
-                self.queue.entry(row.id).or_insert(row);
+                self.hold(row);
             }
+        }
+        if let Some(id) = delivery.overflow_from {
+            self.leave_to_scan(id);
         }
         self.drive(ctx);
     }
@@ -790,7 +1026,7 @@ impl Handler<Traced<Requeue>> for AccountActor {
                     match result {
                         Ok(rows) => {
                             for row in rows {
-                                act.queue.insert(row.id, row);
+                                act.hold(row);
                             }
                         }
                         Err(err) => {
@@ -846,13 +1082,8 @@ impl Handler<Traced<Resume>> for AccountActor {
     fn handle(&mut self, _msg: Traced<Resume>, ctx: &mut Context<Self>) {
         if self.degraded {
             tracing::info!(account_id = self.account_id, "resuming a degraded account");
-            self.degraded = false;
+            self.set_degraded(false);
             self.restarts.reset();
-            self.core.directory.set_degraded(self.account_id, false);
-            self.core
-                .metrics
-                .accounts_degraded
-                .set(self.core.directory.degraded_count() as i64);
             self.needs_load = true;
         }
         self.drive(ctx);

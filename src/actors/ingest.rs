@@ -102,6 +102,7 @@ impl BatchJob for InboxJob {
                                 next_attempt_at: None,
                                 traceparent: event.traceparent,
                                 received_at: event.received_at,
+                                size: event.size,
                             });
                             entry.1.push(span);
                         }

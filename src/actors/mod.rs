@@ -15,6 +15,7 @@
 //! ```
 
 pub mod account;
+pub mod doorbell;
 pub mod group_commit;
 pub mod ingest;
 pub mod registrar;

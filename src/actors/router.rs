@@ -13,6 +13,7 @@ use actix::{
 };
 
 use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Wake};
+use super::doorbell::Doorbell;
 use super::registrar::WebhookRegistrar;
 use super::traced::{TraceExt, Traced};
 use super::writers::Writers;
@@ -95,7 +96,7 @@ pub struct AccountRouter {
     registrar: Addr<WebhookRegistrar>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
-    accounts: HashMap<i64, Addr<AccountActor>>,
+    accounts: HashMap<i64, (Addr<AccountActor>, Arc<Doorbell>)>,
     shutting_down: bool,
 }
 
@@ -119,6 +120,14 @@ impl AccountRouter {
 
     /// The running actor of an active account, started if needed.
     fn actor(&mut self, account_id: i64) -> Option<Addr<AccountActor>> {
+        self.actor_and_doorbell(account_id).map(|(addr, _)| addr)
+    }
+
+    /// The running actor of an active account and its doorbell.
+    fn actor_and_doorbell(
+        &mut self,
+        account_id: i64,
+    ) -> Option<(Addr<AccountActor>, Arc<Doorbell>)> {
         if self.shutting_down {
             return None;
         }
@@ -130,16 +139,22 @@ impl AccountRouter {
         if !active {
             return None;
         }
-        if let Some(addr) = self.accounts.get(&account_id)
+        if let Some((addr, doorbell)) = self.accounts.get(&account_id)
             && addr.connected()
         {
-            return Some(addr.clone());
+            return Some((addr.clone(), doorbell.clone()));
         }
         let core = self.core.clone();
         let writers = self.writers.clone();
         let registrar = self.registrar.clone();
+        let limits = &core.settings.actors;
+        let doorbell = Arc::new(Doorbell::new(
+            limits.max_queued_rows,
+            limits.max_queued_bytes,
+        ));
+        let bell = doorbell.clone();
         let make = move |_: &mut Context<AccountActor>| {
-            AccountActor::new(account_id, core, writers, registrar)
+            AccountActor::new(account_id, core, writers, registrar, bell)
         };
         let addr = if self.arbiters.is_empty() {
             Supervisor::start(make)
@@ -149,18 +164,19 @@ impl AccountRouter {
             Supervisor::start_in_arbiter(arbiter, make)
         };
         tracing::debug!(account_id, "started account actor");
-        self.accounts.insert(account_id, addr.clone());
+        self.accounts
+            .insert(account_id, (addr.clone(), doorbell.clone()));
         self.core
             .metrics
             .accounts_active
             .set(self.accounts.len() as i64);
-        Some(addr)
+        Some((addr, doorbell))
     }
 
     /// Stops an actor for good: the router drops the only address, so the
     /// supervisor does not restart it once it has drained.
     fn stop(&mut self, account_id: i64) -> Option<ResponseFuture<()>> {
-        let addr = self.accounts.remove(&account_id)?;
+        let (addr, _) = self.accounts.remove(&account_id)?;
         self.core
             .metrics
             .accounts_active
@@ -192,8 +208,13 @@ impl Handler<Traced<Dispatch>> for AccountRouter {
 
     fn handle(&mut self, msg: Traced<Dispatch>, _ctx: &mut Context<Self>) {
         let Traced { msg, parents } = msg;
-        match self.actor(msg.account_id) {
-            Some(addr) => addr.do_send(Wake { rows: msg.rows }.traced_by(parents)),
+        match self.actor_and_doorbell(msg.account_id) {
+            // One wake-up in flight is enough: later rows wait at the doorbell.
+            Some((addr, doorbell)) => {
+                if doorbell.leave(msg.rows) {
+                    addr.do_send(Wake.traced_by(parents));
+                }
+            }
             // Inactive or deleted since the append: the rows stay pending and
             // are applied if the account is reactivated.
             None => tracing::debug!(account_id = msg.account_id, "no active actor for new rows"),
@@ -316,6 +337,9 @@ impl Handler<ActorCount> for AccountRouter {
     type Result = usize;
 
     fn handle(&mut self, _msg: ActorCount, _ctx: &mut Context<Self>) -> usize {
-        self.accounts.values().filter(|a| a.connected()).count()
+        self.accounts
+            .values()
+            .filter(|(a, _)| a.connected())
+            .count()
     }
 }

@@ -120,6 +120,9 @@ mod tests {
             restart_backoff_max_ms: 300,
             shutdown_timeout_secs: 1,
             account_arbiters: 1,
+            max_queued_rows: 10,
+            max_queued_bytes: 1 << 20,
+            degraded_retry_secs: 300,
         }
     }
 

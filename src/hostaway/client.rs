@@ -302,8 +302,11 @@ impl Inner {
                 retry_after,
                 ..
             } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                // A 429 waits at least a full window (or Retry-After).
+                // A 429 waits at least a full window, or what Retry-After
+                // asks up to `hostaway.max_retry_after_secs`.
+                let cap = Duration::from_secs(self.settings.max_retry_after_secs);
                 let floor = retry_after
+                    .map(|asked| asked.min(cap))
                     .unwrap_or_default()
                     .max(self.limiter.full_window());
                 Some((floor + self.backoff(attempt), "rate_limited"))

@@ -136,7 +136,10 @@ async fn object_body(
     payload: web::Payload,
     allowed: &[&str],
 ) -> Result<Map<String, Value>, ApiError> {
-    let body = read_body(req, payload, ADMIN_BODY_LIMIT).await?;
+    let ctx = req
+        .app_data::<web::Data<AppContext>>()
+        .ok_or_else(|| ApiError::internal(&"the application context is not registered"))?;
+    let body = read_body(req, payload, ADMIN_BODY_LIMIT, &ctx.bodies).await?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;

@@ -12,6 +12,11 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `Retry-After` seconds to send.
+    pub retry_after: Option<u64>,
+    /// Close the connection after answering (a client that sends its body
+    /// too slowly, or that arrived while the service is saturated).
+    pub close: bool,
 }
 
 #[derive(Serialize)]
@@ -26,7 +31,21 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+            close: false,
         }
+    }
+
+    /// The same error, answered with `Connection: close`.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// The same error, with a `Retry-After` header.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -60,7 +79,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status).json(Body {
+        let mut builder = HttpResponse::build(self.status);
+        if self.close {
+            builder.force_close();
+        }
+        if let Some(seconds) = self.retry_after {
+            builder.insert_header((header::RETRY_AFTER, seconds));
+        }
+        let mut response = builder.json(Body {
             error: self.code,
             message: &self.message,
         });

@@ -4,12 +4,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_LENGTH;
+use std::sync::Arc;
+use std::time::Duration;
+
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tracing_actix_web::RootSpan;
 
 use super::ApiError;
@@ -18,16 +22,52 @@ use crate::actors::group_commit::Request;
 use crate::actors::router::RequeueFor;
 use crate::actors::traced::TraceExt;
 use crate::app::AppContext;
+use crate::config::ServerSettings;
 use crate::hostaway::decode;
 use crate::hostaway::webhook::parse_delivery;
 use crate::metrics::event_label;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
 
-/// Reads the body, refusing more than `limit` bytes with a 413.
+/// What no more than `server.max_inflight_bodies` request bodies, holding no
+/// more than `server.max_inflight_body_bytes` in all, may take while they are
+/// being read; and how long one may take (`server.body_timeout_secs`).
+pub struct BodyBudget {
+    bodies: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+impl BodyBudget {
+    pub fn new(settings: &ServerSettings) -> Self {
+        BodyBudget {
+            bodies: Arc::new(Semaphore::new(settings.max_inflight_bodies.max(1))),
+            bytes: Arc::new(Semaphore::new(
+                settings
+                    .max_inflight_body_bytes
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
+            timeout: Duration::from_secs_f64(settings.body_timeout_secs.max(0.001)),
+        }
+    }
+}
+
+/// A body buffer starts no larger than this, whatever `Content-Length` says.
+const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
+
+fn saturated() -> ApiError {
+    ApiError::unavailable("too many request bodies are being read; retry shortly")
+        .retry_after(1)
+        .closing()
+}
+
+/// Reads the body within the budget: more than `limit` bytes is a 413, a
+/// body not complete within the deadline a 408 (and the connection is
+/// closed), a body beyond the budget's bounds a 503 with `Retry-After`.
 pub async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    budget: &BodyBudget,
 ) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
@@ -44,11 +84,46 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+    let _reading = budget
+        .bodies
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| saturated())?;
+    let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
+    let deadline = tokio::time::Instant::now() + budget.timeout;
+    let mut body = BytesMut::with_capacity(
+        declared
+            .unwrap_or(1024)
+            .min(limit)
+            .min(INITIAL_BODY_CAPACITY),
+    );
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body was not received within {:?}", budget.timeout),
+                )
+                .closing());
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => {
+                chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?
+            }
+        };
         if body.len() + chunk.len() > limit {
             return Err(too_large());
+        }
+        let bytes = u32::try_from(chunk.len()).map_err(|_| too_large())?;
+        let more = budget
+            .bytes
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .map_err(|_| saturated())?;
+        match &mut held {
+            Some(held) => held.merge(more),
+            None => held = Some(more),
         }
         body.extend_from_slice(&chunk);
     }
@@ -87,7 +162,13 @@ async fn accept(
     event_name: &mut String,
 ) -> Result<HttpResponse, ApiError> {
     let deliverer = authenticate_delivery(req, ctx)?;
-    let body = read_body(req, payload, ctx.settings.server.body_limit_bytes).await?;
+    let body = read_body(
+        req,
+        payload,
+        ctx.settings.server.body_limit_bytes,
+        &ctx.bodies,
+    )
+    .await?;
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
@@ -144,6 +225,7 @@ async fn accept(
         // The ingest actor records its append span's context here.
         traceparent: None,
         received_at: Utc::now(),
+        size: body.len(),
     };
     let appended = ctx
         .actors

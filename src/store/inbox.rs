@@ -56,6 +56,8 @@ pub struct NewEvent {
     /// Set by the ingest actor from the event's append span.
     pub traceparent: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// Bytes of the delivery's body (for memory bounds).
+    pub size: usize,
 }
 
 /// What happened to one appended event.
@@ -77,6 +79,8 @@ pub struct InboxRow {
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub traceparent: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// Bytes of the payload's JSON text (for memory bounds).
+    pub size: usize,
 }
 
 /// An inbox row for the admin API (the payload included).
@@ -200,16 +204,36 @@ const ROW_COLUMNS: &str =
     "id, account_id, event_type, payload, attempts, next_attempt_at, traceparent, received_at";
 
 fn inbox_row(row: &QueryResult) -> Result<InboxRow, DbErr> {
+    let payload: Value = row.try_get_by_index(3)?;
     Ok(InboxRow {
         id: row.try_get_by_index(0)?,
         account_id: row.try_get_by_index(1)?,
         event_type: row.try_get_by_index(2)?,
-        payload: std::sync::Arc::new(row.try_get_by_index(3)?),
+        size: json_size(&payload),
+        payload: std::sync::Arc::new(payload),
         attempts: row.try_get_by_index(4)?,
         next_attempt_at: row.try_get_by_index(5)?,
         traceparent: row.try_get_by_index(6)?,
         received_at: row.try_get_by_index(7)?,
     })
+}
+
+/// Bytes of a value's JSON text, counted without building it.
+pub fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// Pending rows of an account with id above `after_id`, oldest first.

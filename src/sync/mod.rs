@@ -84,6 +84,8 @@ pub enum SyncError {
     Panicked(String),
     #[error("account unavailable: {0}")]
     Unavailable(String),
+    #[error("the run took longer than sync.max_duration_secs ({0} s) and was stopped")]
+    TimedOut(u64),
 }
 
 impl From<sea_orm::DbErr> for SyncError {
@@ -106,9 +108,27 @@ pub struct SyncContext<'a> {
     pub max_future_skew: chrono::Duration,
 }
 
-/// Runs one sync. The caller records `last_sync_at` (= `report.started_at`)
-/// when it succeeds.
+/// What a run fetched, ready to be written.
+pub struct Fetched {
+    report: SyncReport,
+    clock: Instant,
+    listing_rows: Vec<rows::ListingRow>,
+    listings_seen: Observed,
+    reservation_rows: Vec<rows::ReservationRow>,
+    merges: Vec<rows::ThreadMerge>,
+}
+
+/// Runs one sync: `fetch`, then `write`. The caller records `last_sync_at`
+/// (= `report.started_at`) when it succeeds.
 pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncReport, SyncError> {
+    let fetched = fetch(&ctx, request).await?;
+    write(&ctx, fetched).await
+}
+
+/// The slow, rate-limited half of a run: reads everything from Hostaway
+/// (proven complete) and turns it into rows, each versioned as of the
+/// moment its fetch began. Writes nothing.
+pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetched, SyncError> {
     // Microseconds: what PostgreSQL keeps, so the stored value compares equal.
     let started_at = Utc::now().trunc_subsecs(6);
     let clock = Instant::now();
@@ -217,7 +237,7 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         .filter_map(|r| rows::reservation_row(ctx.owner, r, &reservations_seen))
         .collect();
     let merges = rows::thread_merges(ctx.owner, messages, &messages_seen);
-    let mut report = SyncReport {
+    let report = SyncReport {
         account_id,
         mode,
         dry_run: request.dry_run,
@@ -240,7 +260,30 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
         },
     };
 
-    if !request.dry_run {
+    Ok(Fetched {
+        report,
+        clock,
+        listing_rows,
+        listings_seen,
+        reservation_rows,
+        merges,
+    })
+}
+
+/// The quick half of a run: writes what `fetch` read through the writers
+/// (nothing on a dry run), the version rules deciding against what webhooks
+/// wrote meanwhile, and reports.
+pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport, SyncError> {
+    let Fetched {
+        mut report,
+        clock,
+        listing_rows,
+        listings_seen,
+        reservation_rows,
+        merges,
+    } = fetched;
+    let account_id = report.account_id;
+    if !report.dry_run {
         let present: Vec<i64> = listing_rows.iter().map(|r| r.id).collect();
         let mut changes: Vec<ListingChange> = listing_rows
             .into_iter()
@@ -291,8 +334,8 @@ pub async fn run(ctx: SyncContext<'_>, request: SyncRequest) -> Result<SyncRepor
     report.duration_ms = clock.elapsed().as_millis() as u64;
     tracing::info!(
         account_id,
-        mode = mode.as_str(),
-        dry_run = request.dry_run,
+        mode = report.mode.as_str(),
+        dry_run = report.dry_run,
         listings = report.listings.fetched,
         reservations = report.reservations.fetched,
         conversations = report.conversations,

@@ -45,15 +45,15 @@ async fn times(app: &crate::helpers::TestApp, sql: &str) -> Vec<DateTime<Utc>> {
 }
 
 both_backends!(
-    a_sync_and_a_burst_of_webhooks_never_interleave,
+    webhooks_flow_during_a_sync_and_never_interleave_with_its_writes,
     a_panicking_handler_is_contained_and_the_actor_restarts,
     past_the_restart_limit_the_account_is_degraded_and_others_keep_going,
 );
 
-async fn a_sync_and_a_burst_of_webhooks_never_interleave(backend: Backend) {
+async fn webhooks_flow_during_a_sync_and_never_interleave_with_its_writes(backend: Backend) {
     let mut app = app_with_sim(backend, DATASET, &[("sync.sync_on_create", "false")]).await;
     create_account(&app, 1001, "secret").await;
-    // Slow Hostaway down so the sync is still running while webhooks arrive.
+    // Slow Hostaway down so the sync is still fetching while webhooks arrive.
     app.sim().state().set_faults(Faults {
         latency_ms: 150,
         ..Faults::default()
@@ -77,31 +77,64 @@ async fn a_sync_and_a_burst_of_webhooks_never_interleave(backend: Backend) {
         (get_account(&app, 1001).await["sync_state"] == "syncing").then_some(())
     })
     .await;
-    for i in 0..20 {
-        let response = app.deliver(&update_for(1001, 50_000 + i)).await;
+    // A reservation the sync is fetching gets a newer version by webhook.
+    let truth = app.sim().state().dataset(1001).unwrap();
+    let fetched = truth.reservations[0].clone();
+    let id = fetched["id"].as_i64().unwrap();
+    let mut newer = update_for(1001, id);
+    newer["data"] = fetched.clone();
+    newer["data"]["updatedOn"] = json!(Utc::now().format("%Y-%m-%d %H:%M:%S").to_string());
+    newer["data"]["guestName"] = json!("Changed by webhook");
+    let mut sent = vec![newer];
+    sent.extend((0..20).map(|i| update_for(1001, 50_000 + i)));
+    for body in &sent {
+        let response = app.deliver(body).await;
         assert_eq!(
             response.status(),
             200,
             "deliveries are acknowledged during a sync"
         );
     }
+    // Applied while the sync is still fetching (within a second each).
+    wait_for(
+        "the events to be applied during the sync",
+        Duration::from_secs(5),
+        || async {
+            let applied = times(
+                &app,
+                "SELECT processed_at FROM webhook_events WHERE processed_at IS NOT NULL",
+            )
+            .await;
+            (applied.len() == sent.len()).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        get_account(&app, 1001).await["sync_state"],
+        "syncing",
+        "the sync still runs"
+    );
     let report = sync.await.unwrap().unwrap().unwrap();
     wait_settled(&app.db).await;
-    // Every row the sync wrote was committed before any event was applied.
+    // The sync's writes form one unit, after every event here was applied.
     let sync_writes = times(
         &app,
-        "SELECT updated_at FROM reservations WHERE id NOT BETWEEN 50000 AND 50019",
+        &format!(
+            "SELECT updated_at FROM reservations WHERE id NOT BETWEEN 50000 AND 50019 AND id <> {id}"
+        ),
     )
     .await;
     let applied = times(&app, "SELECT processed_at FROM webhook_events").await;
-    assert_eq!(applied.len(), 20);
-    let last_sync_write = sync_writes.iter().max().unwrap();
-    let first_event = applied.iter().min().unwrap();
+    let last_event = applied.iter().max().unwrap();
+    let first_sync_write = sync_writes.iter().min().unwrap();
     assert!(
-        first_event >= last_sync_write,
-        "an event was applied at {first_event} during the sync (last sync write {last_sync_write})"
+        first_sync_write >= last_event,
+        "the sync wrote at {first_sync_write} before the last event was applied ({last_event})"
     );
-    assert!(*first_event >= report.started_at);
+    assert!(*last_event >= report.started_at);
+    // The webhook's newer version survived the sync's older fetch.
+    let stored = reservation_of(&app.db, 1001, id).await.unwrap();
+    assert_eq!(stored["guestName"], "Changed by webhook");
     app.stop().await;
 }
 

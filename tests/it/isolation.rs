@@ -490,6 +490,7 @@ async fn a_failing_first_row_never_holds_up_a_large_backlog(backend: Backend) {
                 status: EventStatus::Pending,
                 traceparent: None,
                 received_at: chrono::Utc::now(),
+                size: 0,
             }
         })
         .collect();
