@@ -131,6 +131,15 @@ impl Core {
             }
             *last = Some(std::time::Instant::now());
         }
+        let _timer = self.metrics.db_timer("inbox_counts");
+        if let Ok(counts) = store::accounts::entity_counts(&self.db, None).await {
+            let waiting: i64 = counts
+                .iter()
+                .filter(|(id, _)| self.directory.get(**id).is_some_and(|e| e.degraded))
+                .map(|(_, c)| c.pending_events)
+                .sum();
+            self.metrics.degraded_pending_events.set(waiting);
+        }
         match store::inbox::counts(&self.db).await {
             Ok(counts) => {
                 for status in ["pending", "failed"] {

@@ -307,6 +307,9 @@ pub struct FaultSettings {
     /// An inbox batch holding an event of one of these types fails to
     /// commit (as if the database refused that row).
     pub fail_inbox_event_types: Vec<String>,
+    /// Every batch an AccountActor applies takes this much longer (a busy
+    /// account).
+    pub slow_apply_ms: u64,
 }
 
 impl FaultSettings {
@@ -314,7 +317,8 @@ impl FaultSettings {
         !(self.panic_on_reservation_ids.is_empty()
             && self.fail_on_reservation_ids.is_empty()
             && self.panic_on_sync_accounts.is_empty()
-            && self.fail_inbox_event_types.is_empty())
+            && self.fail_inbox_event_types.is_empty()
+            && self.slow_apply_ms == 0)
     }
 }
 

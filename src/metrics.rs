@@ -33,6 +33,7 @@ pub struct Metrics {
     pub sync_incomplete: IntCounterVec,
     pub cross_account_ids: IntCounterVec,
     pub webhook_nul_replaced: IntCounter,
+    pub degraded_pending_events: IntGauge,
     pub future_timestamps_clamped: IntCounterVec,
     pub hostaway_requests: IntCounterVec,
     pub hostaway_latency: HistogramVec,
@@ -148,6 +149,10 @@ impl Metrics {
                 "sync_hostaway_sync_records_total",
                 "Records fetched by sync runs, by entity",
                 &["entity"]
+            )),
+            degraded_pending_events: register!(gauge(
+                "sync_hostaway_degraded_pending_events",
+                "Inbox events waiting on degraded accounts (applied after their half-open retry)"
             )),
             webhook_nul_replaced: register!(counter(
                 "sync_hostaway_webhook_nul_replaced_total",

@@ -128,6 +128,8 @@ pub struct AccountActor {
     queue: BTreeMap<i64, InboxRow>,
     /// Payload bytes of the rows in `queue`.
     queued_bytes: usize,
+    /// A running average of row sizes, to size scan pages.
+    typical_row_bytes: usize,
     /// Where the router leaves new rows.
     doorbell: Arc<Doorbell>,
     /// Highest inbox id the last scan could see; wake-ups at or below it are
@@ -187,6 +189,7 @@ impl AccountActor {
             last_sync_at: None,
             queue: BTreeMap::new(),
             queued_bytes: 0,
+            typical_row_bytes: 4096,
             doorbell,
             watermark: 0,
             more_in_db: false,
@@ -217,6 +220,7 @@ impl AccountActor {
         }
         let limits = &self.core.settings.actors;
         let fits = !self.more_in_db || row.id <= self.scan_cursor;
+        self.typical_row_bytes = (self.typical_row_bytes * 7 + row.size) / 8;
         if fits
             && self.queue.len() < limits.max_queued_rows
             && self.queued_bytes + row.size <= limits.max_queued_bytes
@@ -250,11 +254,14 @@ impl AccountActor {
         }
     }
 
-    /// The row and byte room left in the queue, as a scan page size.
+    /// The row and byte room left in the queue, as a scan page size (rows
+    /// of the size seen so far).
     fn scan_page(&self) -> u64 {
         let limits = &self.core.settings.actors;
         let rows = limits.max_queued_rows.saturating_sub(self.queue.len());
-        rows.clamp(1, SCAN_PAGE) as u64
+        let bytes = limits.max_queued_bytes.saturating_sub(self.queued_bytes);
+        let by_size = bytes / self.typical_row_bytes.max(1);
+        rows.min(by_size).clamp(1, SCAN_PAGE) as u64
     }
 
     /// Starts the next unit of work, if any and if idle.
@@ -626,12 +633,21 @@ impl AccountActor {
             i64::MAX
         };
         let max = self.core.settings.webhooks.apply_batch_max;
+        // A batch also stays under a quarter of the queue's byte bound: big
+        // events go out a few at a time.
+        let max_bytes = (self.core.settings.actors.max_queued_bytes / 4).max(1);
+        let mut bytes = 0;
         let batch: Vec<InboxRow> = self
             .queue
             .range(..=limit)
             .map(|(_, row)| row)
             .filter(|row| row.next_attempt_at.is_none_or(|t| t <= now))
             .take(max)
+            .take_while(|row| {
+                let first = bytes == 0;
+                bytes += row.size.max(1);
+                first || bytes <= max_bytes
+            })
             .cloned()
             .collect();
         if batch.is_empty() {
@@ -732,6 +748,9 @@ async fn apply_rows(
     owner: Owner,
     rows: Vec<InboxRow>,
 ) -> Applied {
+    if core.settings.faults.slow_apply_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(core.settings.faults.slow_apply_ms)).await;
+    }
     let mut applied = Applied {
         done: Vec::new(),
         failed: Vec::new(),

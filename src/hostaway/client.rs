@@ -302,13 +302,13 @@ impl Inner {
                 retry_after,
                 ..
             } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                // A 429 waits at least a full window, or what Retry-After
-                // asks up to `hostaway.max_retry_after_secs`.
-                let cap = Duration::from_secs(self.settings.max_retry_after_secs);
+                // A 429 waits a full window, or longer if Retry-After asks,
+                // but never beyond `hostaway.max_retry_after_secs`.
+                let cap = Duration::from_secs(self.settings.max_retry_after_secs.max(1));
                 let floor = retry_after
-                    .map(|asked| asked.min(cap))
                     .unwrap_or_default()
-                    .max(self.limiter.full_window());
+                    .max(self.limiter.full_window())
+                    .min(cap);
                 Some((floor + self.backoff(attempt), "rate_limited"))
             }
             Attempt::Status { status, .. } if status.is_server_error() => {

@@ -51,8 +51,11 @@ impl BodyBudget {
     }
 }
 
-/// A body buffer starts no larger than this, whatever `Content-Length` says.
-const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
+/// A body that announces at most this many bytes gets its buffer at once;
+/// a larger one starts at `GROWING_BODY_CAPACITY` and grows as bytes arrive,
+/// whatever `Content-Length` says.
+const EXACT_BODY_CAPACITY: usize = 64 * 1024;
+const GROWING_BODY_CAPACITY: usize = 4 * 1024;
 
 fn saturated() -> ApiError {
     ApiError::unavailable("too many request bodies are being read; retry shortly")
@@ -91,12 +94,12 @@ pub async fn read_body(
         .map_err(|_| saturated())?;
     let mut held: Option<tokio::sync::OwnedSemaphorePermit> = None;
     let deadline = tokio::time::Instant::now() + budget.timeout;
-    let mut body = BytesMut::with_capacity(
-        declared
-            .unwrap_or(1024)
-            .min(limit)
-            .min(INITIAL_BODY_CAPACITY),
-    );
+    let capacity = match declared {
+        Some(n) if n <= EXACT_BODY_CAPACITY => n,
+        Some(_) => GROWING_BODY_CAPACITY,
+        None => 1024,
+    };
+    let mut body = BytesMut::with_capacity(capacity);
     loop {
         let chunk = match tokio::time::timeout_at(deadline, payload.next()).await {
             Err(_) => {

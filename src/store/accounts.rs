@@ -127,6 +127,9 @@ pub struct EntityCounts {
     pub listings: i64,
     pub reservations: i64,
     pub message_threads: i64,
+    /// Inbox events waiting to be applied (on a degraded account: until its
+    /// half-open retry).
+    pub pending_events: i64,
 }
 
 /// Counts per account (all accounts, or one).
@@ -139,6 +142,7 @@ pub async fn entity_counts<C: ConnectionTrait>(
         ("listings", " AND deleted_at IS NULL"),
         ("reservations", ""),
         ("message_threads", ""),
+        ("webhook_events", " AND status = 'pending'"),
     ] {
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(&format!(
@@ -155,7 +159,8 @@ pub async fn entity_counts<C: ConnectionTrait>(
             match table {
                 "listings" => entry.listings = count,
                 "reservations" => entry.reservations = count,
-                _ => entry.message_threads = count,
+                "message_threads" => entry.message_threads = count,
+                _ => entry.pending_events = count,
             }
         }
     }

@@ -12,6 +12,7 @@ mod faults;
 mod health;
 mod hostaway_client;
 mod isolation;
+mod limits;
 mod process;
 mod registration;
 mod storage;
