@@ -661,5 +661,19 @@ mod tests {
         assert!(!is_identifier("1abc"));
         assert!(!is_identifier("a-b"));
         assert!(!is_identifier("a; drop"));
+        assert!(
+            !is_identifier("Hostaway"),
+            "mixed case would need quoting everywhere"
+        );
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["0.0.0.0", "10.0.0.5", "::", "mirror.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 }

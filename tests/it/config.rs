@@ -105,6 +105,55 @@ fn production_refuses_to_start_without_an_encryption_key() {
 }
 
 #[test]
+fn published_secrets_are_refused_where_others_could_use_them() {
+    // Development settings on a public interface: refused, naming the key.
+    let err = load(None, &[("SYNC_HOSTAWAY__SERVER__HOST", "0.0.0.0")]).unwrap_err();
+    assert!(err.contains("server.host"), "{err}");
+    assert!(err.contains("admin.api_token"), "{err}");
+    // ... unless every published secret is replaced.
+    let own = load(
+        None,
+        &[
+            ("SYNC_HOSTAWAY__SERVER__HOST", "0.0.0.0"),
+            ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "a-real-token"),
+            ("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", "a-real-password"),
+        ],
+    );
+    assert!(own.is_ok(), "{own:?}");
+    assert!(load(None, &[]).is_ok(), "loopback keeps the demo working");
+    // Production refuses them anywhere.
+    let key = (
+        "SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY",
+        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+    );
+    for (name, value) in [
+        ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "dev-admin-token"),
+        ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "test-admin-token"),
+    ] {
+        let err = load(Some(Environment::Production), &[(name, value), key]).unwrap_err();
+        assert!(err.contains("admin.api_token"), "{err}");
+    }
+    let err = load(
+        Some(Environment::Production),
+        &[
+            ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "t"),
+            key,
+            ("SYNC_HOSTAWAY__WEBHOOKS__USERNAME", "hostaway"),
+            ("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", "dev-webhook-password"),
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("webhooks.password"), "{err}");
+}
+
+#[test]
+fn a_mixed_case_schema_is_refused_up_front() {
+    let err = load(None, &[("SYNC_HOSTAWAY__DATABASE__SCHEMA", "Hostaway")]).unwrap_err();
+    assert!(err.contains("database.schema"), "{err}");
+    assert!(err.contains("lower-case"), "{err}");
+}
+
+#[test]
 fn secrets_never_show_in_debug_output() {
     let s = load(
         None,
