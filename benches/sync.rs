@@ -68,8 +68,8 @@ fn settings(sim: &Simulator, db_url: &str) -> Settings {
         ("security.encryption_key", common::ENCRYPTION_KEY.into()),
         ("sync.sync_on_create", "false".into()),
         ("sync.scheduled", "false".into()),
-        ("webhooks.username", "".into()),
-        ("webhooks.password", "".into()),
+        ("webhooks.username", "bench".into()),
+        ("webhooks.password", "bench-webhook-password".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -120,6 +120,7 @@ async fn run() -> String {
     let settings = settings(&sim, &db_url);
     let state = sim.state();
     let mut runs = Vec::new();
+    let mut webhooks_during: Option<String> = None;
 
     // 1. The client alone pages every reservation and conversation.
     println!("paging {reservations} reservations and {conversations} conversations");
@@ -182,6 +183,48 @@ async fn run() -> String {
         println!("{name}");
         state.reset_stats();
         let started = Instant::now();
+        // During the initial sync, a webhook every 500 ms for the same account.
+        let during = (mode == SyncMode::Full).then(|| {
+            let (http, db) = (http.clone(), ctx.db.clone());
+            let url = format!("http://{address}/api/v1/hostaway/webhooks");
+            let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop = done.clone();
+            let task = actix_web::rt::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut id = 9_000_000i64;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    id += 1;
+                    let body = serde_json::json!({"object": "reservation", "event": "reservation.updated",
+                        "accountId": 1001, "data": {"id": id, "listingMapId": 1, "guestName": "During the sync",
+                        "updatedOn": chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string()}});
+                    let sent = Instant::now();
+                    let ok = http
+                        .post(&url)
+                        .basic_auth("bench", Some("bench-webhook-password"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200);
+                    assert!(ok, "the webhook was acknowledged");
+                    loop {
+                        use sea_orm::EntityTrait;
+                        let found = entities::reservation::Entity::find_by_id((1001, id))
+                            .one(&db)
+                            .await
+                            .ok()
+                            .flatten();
+                        if found.is_some() || sent.elapsed() > Duration::from_secs(60) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    latencies.push(sent.elapsed());
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                latencies
+            });
+            (done, task)
+        });
         let report = ctx
             .actors
             .router
@@ -200,6 +243,22 @@ async fn run() -> String {
             .expect("sync");
         let stats = state.stats();
         println!("{report:?}");
+        if let Some((done, task)) = during {
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            let mut latencies = task.await.expect("webhook sender");
+            latencies.sort();
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            webhooks_during = Some(format!(
+                "Webhooks during the initial full sync (one every 500 ms, same account): {} applied, \
+                 received→applied p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms.\n",
+                latencies.len(),
+                at(0.5).as_secs_f64() * 1e3,
+                at(0.99).as_secs_f64() * 1e3,
+                latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            ));
+        }
         runs.push(Run {
             name,
             calls: stats.total,
@@ -222,6 +281,10 @@ async fn run() -> String {
     );
     for run in &runs {
         text.push_str(&run.row());
+    }
+    if let Some(line) = webhooks_during {
+        text.push('\n');
+        text.push_str(&line);
     }
     text
 }
