@@ -290,6 +290,7 @@ pub struct ActorSettings {
     pub account_arbiters: usize,
     pub max_queued_rows: usize,
     pub max_queued_bytes: usize,
+    pub max_queued_bytes_total: usize,
     pub degraded_retry_secs: u64,
 }
 

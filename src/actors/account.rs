@@ -24,7 +24,7 @@ use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, QueueBudget};
 use super::registrar::{EnsureWebhook, WebhookRegistrar};
 use super::supervision::{RestartDecision, RestartTracker, contain, contain_sync};
 use super::traced::{TraceExt, Traced};
@@ -128,6 +128,13 @@ pub struct AccountActor {
     queue: BTreeMap<i64, InboxRow>,
     /// Payload bytes of the rows in `queue`.
     queued_bytes: usize,
+    /// Bytes every account's queue holds together.
+    budget: Arc<QueueBudget>,
+    /// The last scan added nothing (the queue is full of rows waiting for a
+    /// retry): no scan until something leaves the queue or a retry is due.
+    scan_stalled: bool,
+    /// A `Reload` arrived: the account's row must be read (again).
+    reload_pending: bool,
     /// A running average of row sizes, to size scan pages.
     typical_row_bytes: usize,
     /// Where the router leaves new rows.
@@ -174,6 +181,7 @@ impl AccountActor {
         writers: Writers,
         registrar: Addr<WebhookRegistrar>,
         doorbell: Arc<Doorbell>,
+        budget: Arc<QueueBudget>,
     ) -> Self {
         let restarts = RestartTracker::new(&core.settings.actors);
         AccountActor {
@@ -189,10 +197,14 @@ impl AccountActor {
             last_sync_at: None,
             queue: BTreeMap::new(),
             queued_bytes: 0,
+            budget,
+            scan_stalled: false,
+            reload_pending: true,
             typical_row_bytes: 4096,
             doorbell,
             watermark: 0,
-            more_in_db: false,
+            // The first scan reads from the first pending row.
+            more_in_db: true,
             scan_cursor: 0,
             needs_load: true,
             busy: false,
@@ -219,12 +231,14 @@ impl AccountActor {
             return;
         }
         let limits = &self.core.settings.actors;
-        let fits = !self.more_in_db || row.id <= self.scan_cursor;
+        let in_order = !self.more_in_db || row.id <= self.scan_cursor;
         self.typical_row_bytes = (self.typical_row_bytes * 7 + row.size) / 8;
-        if fits
-            && self.queue.len() < limits.max_queued_rows
-            && self.queued_bytes + row.size <= limits.max_queued_bytes
-        {
+        // One row always fits an empty queue, however big it is.
+        let fits = in_order
+            && (self.queue.is_empty()
+                || (self.queue.len() < limits.max_queued_rows
+                    && self.queued_bytes + row.size <= limits.max_queued_bytes));
+        if fits && self.budget.take(row.size, self.queue.is_empty()) {
             self.queued_bytes += row.size;
             self.queue.insert(row.id, row);
         } else {
@@ -246,11 +260,28 @@ impl AccountActor {
             before
         };
         self.more_in_db = true;
+        // Everything above the cursor is read again by the scan, in order:
+        // what is held above it goes (it is in the inbox anyway).
+        let above = self.queue.split_off(&(self.scan_cursor + 1));
+        for row in above.values() {
+            self.queued_bytes = self.queued_bytes.saturating_sub(row.size);
+            self.budget.give(row.size);
+        }
+    }
+
+    /// Scan from the first pending row (start, restart, half-open retry).
+    fn rescan_all(&mut self) {
+        self.needs_load = true;
+        self.more_in_db = true;
+        self.scan_cursor = 0;
+        self.scan_stalled = false;
     }
 
     fn release(&mut self, id: i64) {
         if let Some(row) = self.queue.remove(&id) {
             self.queued_bytes = self.queued_bytes.saturating_sub(row.size);
+            self.budget.give(row.size);
+            self.scan_stalled = false;
         }
     }
 
@@ -322,7 +353,7 @@ impl AccountActor {
             );
             act.set_degraded(false);
             act.half_open = true;
-            act.needs_load = true;
+            act.rescan_all();
             act.drive(ctx);
         }));
     }
@@ -352,7 +383,8 @@ impl AccountActor {
         let account_id = self.account_id;
         let after = if self.more_in_db { self.scan_cursor } else { 0 };
         let page = self.scan_page();
-        let load_row = self.client.is_none();
+        let load_row = self.client.is_none() || self.reload_pending;
+        self.reload_pending = false;
         let work = async move {
             let row = if load_row {
                 accounts::find(&core.db, account_id).await?
@@ -390,18 +422,22 @@ impl AccountActor {
                             }
                         }
                     }
-                    act.watermark = act.watermark.max(loaded.watermark);
+                    let last_id = loaded.pending.last().map(|r| r.id);
+                    act.watermark = act.watermark.max(loaded.watermark).max(last_id.unwrap_or(0));
                     act.more_in_db = loaded.more;
-                    if let Some(last) = loaded.pending.last() {
-                        act.scan_cursor = last.id;
+                    if let Some(last) = last_id {
+                        act.scan_cursor = last;
                     }
+                    let before = act.queue.len();
                     for row in loaded.pending {
                         act.hold(row);
                     }
+                    act.scan_stalled = act.more_in_db && act.queue.len() == before;
                     if let Some(id) = left {
                         act.leave_to_scan(id);
                     }
-                    act.needs_load = false;
+                    // A `Reload` during the scan asks for another.
+                    act.needs_load = act.reload_pending;
                     act.drive(ctx);
                 }
                 Err(err) => {
@@ -522,6 +558,7 @@ impl AccountActor {
         let Some(client) = self.client.clone() else {
             let error = SyncError::Unavailable("the account's secret cannot be read".into());
             self.end_sync(ctx, pending, started, Err(error));
+            self.drive(ctx);
             return;
         };
         self.busy = true;
@@ -651,7 +688,12 @@ impl AccountActor {
             .cloned()
             .collect();
         if batch.is_empty() {
-            if self.more_in_db {
+            let limits = &self.core.settings.actors;
+            let room = self.queue.len() < limits.max_queued_rows
+                && self.queued_bytes < limits.max_queued_bytes;
+            // A queue full of rows waiting for their retry waits with them
+            // (memory stays bounded); otherwise the scan reads on.
+            if self.more_in_db && room && !self.scan_stalled {
                 // What is known here is done or waiting for a retry: the
                 // scan moves past it, so later rows never wait behind a
                 // failing one (the retry timer still fires for it).
@@ -714,6 +756,7 @@ impl AccountActor {
             let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             self.retry_timer = Some(ctx.run_later(wait + Duration::from_millis(1), |act, ctx| {
                 act.retry_timer = None;
+                act.scan_stalled = false;
                 act.drive(ctx);
             }));
         }
@@ -954,6 +997,12 @@ fn backoff(core: &Core, attempts: i32) -> chrono::Duration {
     chrono::Duration::milliseconds(exp.min(core.settings.webhooks.retry_max_ms) as i64)
 }
 
+impl Drop for AccountActor {
+    fn drop(&mut self) {
+        self.budget.give(self.queued_bytes);
+    }
+}
+
 impl Actor for AccountActor {
     type Context = Context<Self>;
 
@@ -973,14 +1022,14 @@ impl Supervised for AccountActor {
         // Start over from the database: what was applied is marked there.
         // The context's futures are gone: a fetch in flight is abandoned.
         self.queue.clear();
+        self.budget.give(self.queued_bytes);
         self.queued_bytes = 0;
         self.busy = false;
         self.loading = false;
         self.left_while_loading = None;
         self.fetching = false;
         self.to_write = None;
-        self.needs_load = true;
-        self.more_in_db = false;
+        self.rescan_all();
         self.retry_timer = None;
         self.degraded_retry = None;
         let decision = if std::mem::take(&mut self.half_open) {
@@ -1038,10 +1087,11 @@ impl Handler<Traced<Requeue>> for AccountActor {
     fn handle(&mut self, msg: Traced<Requeue>, ctx: &mut Context<Self>) {
         let db = self.core.db.clone();
         let ids = msg.msg.ids;
+        let ids_for_scan = ids.clone();
         ctx.spawn(
             async move { inbox::rows_by_id(&db, &ids).await }
                 .into_actor(self)
-                .map(|result, act, ctx| {
+                .map(move |result, act, ctx| {
                     match result {
                         Ok(rows) => {
                             for row in rows {
@@ -1050,6 +1100,9 @@ impl Handler<Traced<Requeue>> for AccountActor {
                         }
                         Err(err) => {
                             tracing::warn!(account_id = act.account_id, error = %err, "could not reload re-queued events; rescanning");
+                            if let Some(first) = ids_for_scan.iter().min() {
+                                act.leave_to_scan(*first);
+                            }
                             act.needs_load = true;
                         }
                     }
@@ -1090,6 +1143,7 @@ impl Handler<Traced<Reload>> for AccountActor {
 
     fn handle(&mut self, _msg: Traced<Reload>, ctx: &mut Context<Self>) {
         self.client = None;
+        self.reload_pending = true;
         self.needs_load = true;
         self.drive(ctx);
     }
@@ -1103,7 +1157,7 @@ impl Handler<Traced<Resume>> for AccountActor {
             tracing::info!(account_id = self.account_id, "resuming a degraded account");
             self.set_degraded(false);
             self.restarts.reset();
-            self.needs_load = true;
+            self.rescan_all();
         }
         self.drive(ctx);
     }

@@ -13,7 +13,7 @@ use actix::{
 };
 
 use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Wake};
-use super::doorbell::Doorbell;
+use super::doorbell::{Doorbell, QueueBudget};
 use super::registrar::WebhookRegistrar;
 use super::traced::{TraceExt, Traced};
 use super::writers::Writers;
@@ -97,6 +97,8 @@ pub struct AccountRouter {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     accounts: HashMap<i64, (Addr<AccountActor>, Arc<Doorbell>)>,
+    /// What every account's queue and doorbell may hold together.
+    budget: Arc<QueueBudget>,
     shutting_down: bool,
 }
 
@@ -107,6 +109,9 @@ impl AccountRouter {
         registrar: Addr<WebhookRegistrar>,
         arbiters: Vec<ArbiterHandle>,
     ) -> Self {
+        let budget = Arc::new(QueueBudget::new(
+            core.settings.actors.max_queued_bytes_total,
+        ));
         AccountRouter {
             core,
             writers,
@@ -114,6 +119,7 @@ impl AccountRouter {
             arbiters,
             next_arbiter: 0,
             accounts: HashMap::new(),
+            budget,
             shutting_down: false,
         }
     }
@@ -151,10 +157,11 @@ impl AccountRouter {
         let doorbell = Arc::new(Doorbell::new(
             limits.max_queued_rows,
             limits.max_queued_bytes,
+            self.budget.clone(),
         ));
-        let bell = doorbell.clone();
+        let (bell, budget) = (doorbell.clone(), self.budget.clone());
         let make = move |_: &mut Context<AccountActor>| {
-            AccountActor::new(account_id, core, writers, registrar, bell)
+            AccountActor::new(account_id, core, writers, registrar, bell, budget)
         };
         let addr = if self.arbiters.is_empty() {
             Supervisor::start(make)

@@ -122,6 +122,7 @@ mod tests {
             account_arbiters: 1,
             max_queued_rows: 10,
             max_queued_bytes: 1 << 20,
+            max_queued_bytes_total: 1 << 21,
             degraded_retry_secs: 300,
         }
     }

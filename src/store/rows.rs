@@ -186,8 +186,13 @@ pub fn merge_versioned(
     let merged = merge_messages_with(existing, incoming, |stored, new| {
         let version = observed.version(message_stamp(new));
         clamped += usize::from(version.clamped);
+        // The stored copy is clamped as of when it was observed.
+        let as_stored = Observed {
+            seen: thread_seen.unwrap_or(observed.seen),
+            ..*observed
+        };
         let stored = super::version::Stored {
-            stamp: observed.version(message_stamp(stored)).stamp,
+            stamp: as_stored.version(message_stamp(stored)).stamp,
             seen: thread_seen,
         };
         version.supersedes(&stored)

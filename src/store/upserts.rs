@@ -497,9 +497,12 @@ pub async fn soft_delete_listings<C: ConnectionTrait>(
             .bind(now)
             .push(", source_seen_at = ")
             .bind(version.seen)
-            .push(", source_updated_at = COALESCE(")
+            // The tombstone carries the delete's own version: without a
+            // timestamp, only a state observed later replaces it, so an
+            // update applied late (seen before the delete) cannot undo it.
+            .push(", source_updated_at = ")
             .bind(version.stamp)
-            .push(", source_updated_at) WHERE deleted_at IS NULL AND account_id = ")
+            .push(" WHERE deleted_at IS NULL AND account_id = ")
             .bind(account_id)
             .push(" AND id IN ")
             .bind_list(chunk.iter().copied())
