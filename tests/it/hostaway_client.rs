@@ -1,6 +1,7 @@
 //! The Hostaway client against the simulator on real loopback HTTP: tokens,
 //! pagination, retries, rate limits, tolerant decoding, webhook CRUD, and the
-//! simulator's own delivery rules.
+//! simulator's own delivery rules. Tests of a documented fact are named by
+//! its section of API.md (`s1_3_...` is §1.3); `conformance.rs` has the rest.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -59,7 +60,7 @@ fn ids(items: &[serde_json::Value]) -> Vec<i64> {
 }
 
 #[actix_web::test]
-async fn token_is_fetched_once_and_reused() {
+async fn s1_2_a_token_is_fetched_once_and_reused() {
     let sim = sim(3, 3, 3, 1).await;
     let (client, metrics) = client(&sim, &[]);
     let account = client.account(creds("secret"));
@@ -73,7 +74,7 @@ async fn token_is_fetched_once_and_reused() {
 }
 
 #[actix_web::test]
-async fn refresh_on_403_is_single_flight_under_16_concurrent_requests() {
+async fn s1_3_refresh_on_403_is_single_flight_under_16_concurrent_requests() {
     let sim = sim(20, 3, 3, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
@@ -93,7 +94,7 @@ async fn refresh_on_403_is_single_flight_under_16_concurrent_requests() {
 }
 
 #[actix_web::test]
-async fn a_bad_secret_is_a_typed_auth_error() {
+async fn s1_1_a_bad_secret_is_a_typed_auth_error() {
     let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let err = client
@@ -123,7 +124,7 @@ async fn a_bad_secret_is_a_typed_auth_error() {
 }
 
 #[actix_web::test]
-async fn offset_pagination_returns_every_item_exactly_once() {
+async fn s2_5_offset_pagination_returns_every_item_exactly_once() {
     let sim = sim(250, 230, 230, 1).await;
     let (client, _) = client(
         &sim,
@@ -155,7 +156,7 @@ async fn offset_pagination_returns_every_item_exactly_once() {
 }
 
 #[actix_web::test]
-async fn cursor_pagination_returns_every_reservation_exactly_once() {
+async fn s4_2_cursor_pagination_returns_every_reservation_exactly_once() {
     let sim = sim(5, 801, 1, 1).await;
     let (client, _) = client(&sim, &[("hostaway.page_size", "100")]);
     let reservations = client
@@ -184,7 +185,7 @@ async fn cursor_pagination_returns_every_reservation_exactly_once() {
 }
 
 #[actix_web::test]
-async fn server_errors_are_retried_then_surfaced() {
+async fn s2_3_server_errors_are_retried_then_surfaced() {
     let sim = sim(2, 1, 1, 1).await;
     let (client, metrics) = client(&sim, &[("hostaway.max_attempts", "4")]);
     let account = client.account(creds("secret"));
@@ -265,7 +266,7 @@ async fn timeouts_are_retried_then_surfaced() {
 }
 
 #[actix_web::test]
-async fn a_429_waits_at_least_one_full_window() {
+async fn s3_a_429_waits_at_least_one_full_window() {
     let sim = sim(2, 1, 1, 1).await;
     let (client, metrics) = client(
         &sim,
@@ -307,7 +308,7 @@ async fn a_429_waits_at_least_one_full_window() {
 }
 
 #[actix_web::test]
-async fn a_sync_sized_run_within_the_limits_sees_no_429() {
+async fn s3_a_sync_sized_run_within_the_limits_sees_no_429() {
     let mut config = sim_config(DatasetSize {
         listings: 20,
         reservations: 300,
@@ -350,7 +351,7 @@ async fn a_sync_sized_run_within_the_limits_sees_no_429() {
 }
 
 #[actix_web::test]
-async fn tolerant_decoding_of_string_ids_and_integer_booleans() {
+async fn s2_4_tolerant_decoding_of_string_ids_and_integer_booleans() {
     let sim = sim(2, 2, 2, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
@@ -378,7 +379,7 @@ async fn tolerant_decoding_of_string_ids_and_integer_booleans() {
 }
 
 #[actix_web::test]
-async fn webhook_crud_round_trip() {
+async fn s5_1_webhook_crud_round_trip() {
     let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
@@ -429,7 +430,7 @@ async fn webhook_crud_round_trip() {
 }
 
 #[actix_web::test]
-async fn revoked_tokens_stop_working_and_a_new_one_is_fetched() {
+async fn s1_4_revoked_tokens_stop_working_and_a_new_one_is_fetched() {
     let sim = sim(1, 1, 1, 1).await;
     let (client, _) = client(&sim, &[]);
     let account = client.account(creds("secret"));
@@ -481,7 +482,7 @@ async fn flaky_receiver(
 }
 
 #[actix_web::test]
-async fn simulator_delivers_with_basic_auth_and_retries_503() {
+async fn s5_3_simulator_delivers_with_basic_auth_and_retries_503() {
     let sim = sim(1, 1, 1, 1).await;
     let (url, hits, auth) = flaky_receiver(2, 200).await;
     let http = crate::helpers::http_client();
@@ -521,7 +522,7 @@ async fn simulator_delivers_with_basic_auth_and_retries_503() {
 }
 
 #[actix_web::test]
-async fn simulator_refuses_bad_tokens_with_403_and_counts_requests() {
+async fn s1_3_simulator_refuses_bad_tokens_with_403_and_counts_requests() {
     let sim = start_sim(SimConfig {
         accounts: vec![SimAccount {
             account_id: ACCOUNT,

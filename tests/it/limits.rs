@@ -145,7 +145,7 @@ async fn slow_bodies_are_cut_off_and_memory_stays_flat(backend: Backend) {
 }
 
 /// Events of 98 KiB in the backlog test: `BACKLOG_EVENTS`, default 1,500
-/// (a backlog of ~150 MB, far beyond the queue's 32 MiB bound; the figure in
+/// (a backlog of ~150 MB, far beyond the queues' 16 MiB bound; the figure in
 /// docs/PERFORMANCE.md is a run with 10,000).
 fn backlog_events() -> i64 {
     std::env::var("BACKLOG_EVENTS")
@@ -250,7 +250,60 @@ both_backends!(
     webhooks_during_a_rate_limited_full_sync_apply_within_a_second,
     a_degraded_account_recovers_after_its_half_open_retry,
     metrics_scrapes_never_count_the_inbox_each_time,
+    a_sync_past_its_deadline_fails_cleanly,
 );
+
+async fn a_sync_past_its_deadline_fails_cleanly(backend: Backend) {
+    let dataset = DatasetSize {
+        listings: 3,
+        reservations: 20,
+        conversations: 5,
+        messages_per_conversation: 2,
+    };
+    let mut app = app_with_sim(
+        backend,
+        dataset,
+        &[
+            ("sync.sync_on_create", "false"),
+            ("sync.max_duration_secs", "1"),
+        ],
+    )
+    .await;
+    create_account(&app, ACCOUNT, "secret").await;
+    app.sim().state().set_faults(Faults {
+        latency_ms: 600,
+        ..Faults::default()
+    });
+    let started = Instant::now();
+    let result = try_sync(&app, ACCOUNT, SyncMode::Full).await;
+    assert!(
+        matches!(result, Err(sync_hostaway::sync::SyncError::TimedOut(1))),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let account = wait_for("the failure recorded", Duration::from_secs(5), || async {
+        let account = get_account(&app, ACCOUNT).await;
+        (account["sync_state"] == "failed").then_some(account)
+    })
+    .await;
+    assert!(
+        account["last_sync_at"].is_null(),
+        "nothing was recorded as synced"
+    );
+    assert!(
+        account["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sync.max_duration_secs"),
+        "{account}"
+    );
+    // The next run, without the slowness, completes.
+    app.sim().state().set_faults(Faults::default());
+    try_sync(&app, ACCOUNT, SyncMode::Full)
+        .await
+        .expect("the next run completes");
+    app.stop().await;
+}
 
 async fn a_hostile_retry_after_is_capped_and_webhooks_flow_meanwhile(backend: Backend) {
     let dataset = DatasetSize {
