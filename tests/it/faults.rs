@@ -137,7 +137,7 @@ async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
         16,
         stop.clone(),
     ));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
     service.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, Ordering::SeqCst);

@@ -289,6 +289,9 @@ pub fn http_client() -> reqwest::Client {
     sync_hostaway::install_tls_provider();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        // Below the server's 5 s keep-alive: never reuse a connection the
+        // server may be closing at that very moment.
+        .pool_idle_timeout(Duration::from_secs(2))
         .build()
         .expect("client")
 }
