@@ -60,6 +60,49 @@ fn serialized<'a>(
     (chunk_by_size(&sizes), texts.into_iter())
 }
 
+/// A row that carries its key and version.
+trait Versioned: Clone {
+    fn key(&self) -> Key;
+    fn version(&self) -> Version;
+}
+
+impl Versioned for ListingRow {
+    fn key(&self) -> Key {
+        (self.owner.account_id, self.id)
+    }
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Versioned for ReservationRow {
+    fn key(&self) -> Key {
+        (self.owner.account_id, self.id)
+    }
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+/// The rows of a batch to write to `table`: the newest per key, and of
+/// those the ones that win against what is stored; with a `Written` that
+/// counts the clamped stamps, and the keys whose id another account holds.
+async fn winning<C: ConnectionTrait, T: Versioned>(
+    conn: &C,
+    table: &str,
+    rows: &[T],
+) -> Result<(Vec<T>, Written, Vec<Key>), DbErr> {
+    let rows = newest_per_key(rows, T::key, T::version);
+    let ids: Vec<i64> = rows.iter().map(|r| r.key().1).collect();
+    let (stored, owners) = stored_versions(conn, table, &ids).await?;
+    let written = Written {
+        clamped: rows.iter().filter(|r| r.version().clamped).count(),
+        ..Written::default()
+    };
+    let (rows, cross) = winners(rows, T::key, T::version, &stored, &owners);
+    Ok((rows, written, cross))
+}
+
 /// One state per key: the newest by the version rules (the later one on a
 /// tie: later in a batch means handed over later).
 fn newest_per_key<T: Clone>(
@@ -150,16 +193,7 @@ pub async fn upsert_listings<C: ConnectionTrait>(
     rows: &[ListingRow],
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
-    let key = |r: &ListingRow| (r.owner.account_id, r.id);
-    let version = |r: &ListingRow| r.version;
-    let rows = newest_per_key(rows, key, version);
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let (stored, owners) = stored_versions(conn, "listings", &ids).await?;
-    let mut written = Written {
-        clamped: rows.iter().filter(|r| r.version.clamped).count(),
-        ..Written::default()
-    };
-    let (rows, cross) = winners(rows, key, version, &stored, &owners);
+    let (rows, mut written, cross) = winning(conn, "listings", rows).await?;
     let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
     for range in ranges {
         let chunk = &rows[range];
@@ -210,16 +244,7 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
     rows: &[ReservationRow],
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
-    let key = |r: &ReservationRow| (r.owner.account_id, r.id);
-    let version = |r: &ReservationRow| r.version;
-    let rows = newest_per_key(rows, key, version);
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let (stored, owners) = stored_versions(conn, "reservations", &ids).await?;
-    let mut written = Written {
-        clamped: rows.iter().filter(|r| r.version.clamped).count(),
-        ..Written::default()
-    };
-    let (rows, cross) = winners(rows, key, version, &stored, &owners);
+    let (rows, mut written, cross) = winning(conn, "reservations", rows).await?;
     let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
     for range in ranges {
         let chunk = &rows[range];

@@ -7,15 +7,14 @@ use chrono::{DateTime, Utc};
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use sync_hostaway::actors::router::{ActorCount, SyncAccount};
-use sync_hostaway::actors::traced::TraceExt;
+use sync_hostaway::actors::router::ActorCount;
 use sync_hostaway::sim::{DatasetSize, Faults};
-use sync_hostaway::sync::{SyncError, SyncMode, SyncRequest};
+use sync_hostaway::sync::{SyncError, SyncMode};
 
 use crate::accounts::{app_with_sim, create_account, get_account, wait_synced};
 use crate::both_backends;
 use crate::helpers::{Backend, fixture, metric_value, wait_for};
-use crate::sync::try_sync;
+use crate::sync::{spawn_sync, try_sync};
 use crate::webhooks::{reservation_of, wait_settled};
 
 const DATASET: DatasetSize = DatasetSize {
@@ -58,21 +57,7 @@ async fn webhooks_flow_during_a_sync_and_never_interleave_with_its_writes(backen
         latency_ms: 150,
         ..Faults::default()
     });
-    let router = app.ctx.actors.router.clone();
-    let sync = actix_web::rt::spawn(async move {
-        router
-            .send(
-                SyncAccount {
-                    account_id: 1001,
-                    request: SyncRequest {
-                        mode: SyncMode::Full,
-                        dry_run: false,
-                    },
-                }
-                .traced(),
-            )
-            .await
-    });
+    let sync = spawn_sync(&app, 1001, SyncMode::Full);
     wait_for("the sync to start", Duration::from_secs(10), || async {
         (get_account(&app, 1001).await["sync_state"] == "syncing").then_some(())
     })
@@ -114,7 +99,7 @@ async fn webhooks_flow_during_a_sync_and_never_interleave_with_its_writes(backen
         "syncing",
         "the sync still runs"
     );
-    let report = sync.await.unwrap().unwrap().unwrap();
+    let report = sync.await.unwrap().unwrap();
     wait_settled(&app.db).await;
     // The sync's writes form one unit, after every event here was applied.
     let sync_writes = times(

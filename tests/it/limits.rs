@@ -20,7 +20,7 @@ use crate::helpers::{
     spawn_with, wait_for,
 };
 use crate::process::ServiceProcess;
-use crate::sync::try_sync;
+use crate::sync::{spawn_sync, try_sync};
 use crate::webhooks::{add_account, reservation_of, wait_settled};
 
 const ACCOUNT: i64 = 1001;
@@ -266,23 +266,27 @@ both_backends!(
     a_sync_past_its_deadline_fails_cleanly,
 );
 
-async fn a_sync_past_its_deadline_fails_cleanly(backend: Backend) {
+/// A service with `ACCOUNT` at a small simulated Hostaway, no sync yet,
+/// and one setting changed.
+async fn small_account(backend: Backend, setting: (&str, &str)) -> crate::helpers::TestApp {
     let dataset = DatasetSize {
         listings: 3,
         reservations: 20,
         conversations: 5,
         messages_per_conversation: 2,
     };
-    let mut app = app_with_sim(
+    let app = app_with_sim(
         backend,
         dataset,
-        &[
-            ("sync.sync_on_create", "false"),
-            ("sync.max_duration_secs", "1"),
-        ],
+        &[("sync.sync_on_create", "false"), setting],
     )
     .await;
     create_account(&app, ACCOUNT, "secret").await;
+    app
+}
+
+async fn a_sync_past_its_deadline_fails_cleanly(backend: Backend) {
+    let mut app = small_account(backend, ("sync.max_duration_secs", "1")).await;
     app.sim().state().set_faults(Faults {
         latency_ms: 600,
         ..Faults::default()
@@ -319,22 +323,7 @@ async fn a_sync_past_its_deadline_fails_cleanly(backend: Backend) {
 }
 
 async fn a_hostile_retry_after_is_capped_and_webhooks_flow_meanwhile(backend: Backend) {
-    let dataset = DatasetSize {
-        listings: 3,
-        reservations: 20,
-        conversations: 5,
-        messages_per_conversation: 2,
-    };
-    let mut app = app_with_sim(
-        backend,
-        dataset,
-        &[
-            ("sync.sync_on_create", "false"),
-            ("hostaway.max_retry_after_secs", "2"),
-        ],
-    )
-    .await;
-    create_account(&app, ACCOUNT, "secret").await;
+    let mut app = small_account(backend, ("hostaway.max_retry_after_secs", "2")).await;
     app.sim().state().set_faults(Faults {
         burst_429: 1,
         retry_after_secs: Some(100_000),
@@ -342,24 +331,7 @@ async fn a_hostile_retry_after_is_capped_and_webhooks_flow_meanwhile(backend: Ba
         ..Faults::default()
     });
     let started = Instant::now();
-    let ctx = app.ctx.clone();
-    let sync = actix_web::rt::spawn(async move {
-        use sync_hostaway::actors::router::SyncAccount;
-        use sync_hostaway::actors::traced::TraceExt;
-        ctx.actors
-            .router
-            .send(
-                SyncAccount {
-                    account_id: ACCOUNT,
-                    request: sync_hostaway::sync::SyncRequest {
-                        mode: SyncMode::Full,
-                        dry_run: false,
-                    },
-                }
-                .traced(),
-            )
-            .await
-    });
+    let sync = spawn_sync(&app, ACCOUNT, SyncMode::Full);
     wait_for("the 429", Duration::from_secs(10), || async {
         (app.sim().state().stats().rate_limited == 1).then_some(())
     })
@@ -375,11 +347,7 @@ async fn a_hostile_retry_after_is_capped_and_webhooks_flow_meanwhile(backend: Ba
     })
     .await;
     let applied_in = sent.elapsed();
-    let report = sync
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("the sync resumes and completes");
+    let report = sync.await.unwrap().expect("the sync resumes and completes");
     let took = started.elapsed();
     println!(
         "hostile Retry-After ({backend:?}): 100000 s asked, sync done in {took:.1?}, webhook applied in {applied_in:.2?} meanwhile"
@@ -419,24 +387,7 @@ async fn webhooks_during_a_rate_limited_full_sync_apply_within_a_second(backend:
     )
     .await;
     create_account(&app, ACCOUNT, "secret").await;
-    let ctx = app.ctx.clone();
-    let sync = actix_web::rt::spawn(async move {
-        use sync_hostaway::actors::router::SyncAccount;
-        use sync_hostaway::actors::traced::TraceExt;
-        ctx.actors
-            .router
-            .send(
-                SyncAccount {
-                    account_id: ACCOUNT,
-                    request: sync_hostaway::sync::SyncRequest {
-                        mode: SyncMode::Full,
-                        dry_run: false,
-                    },
-                }
-                .traced(),
-            )
-            .await
-    });
+    let sync = spawn_sync(&app, ACCOUNT, SyncMode::Full);
     let mut latencies = Vec::new();
     let mut i = 0;
     while !sync.is_finished() {
@@ -455,7 +406,7 @@ async fn webhooks_during_a_rate_limited_full_sync_apply_within_a_second(backend:
         i += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    sync.await.unwrap().unwrap().expect("the sync completes");
+    sync.await.unwrap().expect("the sync completes");
     latencies.sort();
     let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
     println!(

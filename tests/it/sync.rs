@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
-use sync_hostaway::actors::router::SyncAccount;
+use sync_hostaway::actors::router::{AccountRouter, SyncAccount};
 use sync_hostaway::actors::traced::TraceExt;
 use sync_hostaway::hostaway::endpoints;
 use sync_hostaway::sim::{DatasetSize, Mutation};
@@ -31,9 +31,25 @@ pub async fn try_sync(
     account_id: i64,
     mode: SyncMode,
 ) -> Result<SyncReport, SyncError> {
-    app.ctx
-        .actors
-        .router
+    sync_through(&app.ctx.actors.router, account_id, mode).await
+}
+
+/// Starts a sync through the router without waiting for it.
+pub fn spawn_sync(
+    app: &TestApp,
+    account_id: i64,
+    mode: SyncMode,
+) -> tokio::task::JoinHandle<Result<SyncReport, SyncError>> {
+    let router = app.ctx.actors.router.clone();
+    actix_web::rt::spawn(async move { sync_through(&router, account_id, mode).await })
+}
+
+async fn sync_through(
+    router: &actix::Addr<AccountRouter>,
+    account_id: i64,
+    mode: SyncMode,
+) -> Result<SyncReport, SyncError> {
+    router
         .send(
             SyncAccount {
                 account_id,
