@@ -3,7 +3,9 @@
 //! binary, on PostgreSQL (when BENCH_DATABASE_URL or TEST_DATABASE_URL is set)
 //! and SQLite. Then a steady 1,000 events/s run for received→applied latency.
 //!
-//! `cargo bench --bench ingest` (BENCH_SECONDS, BENCH_CLIENTS to change the run)
+//! `cargo bench --bench ingest` (BENCH_SECONDS, BENCH_CLIENTS to change the run;
+//! BENCH_RSS_DETAIL=1 prints anonymous/file RSS at each new peak; `-- --write-docs`
+//! records the figures in docs/PERFORMANCE.md)
 
 mod common;
 
@@ -72,7 +74,17 @@ async fn load(
     let sampler = tokio::spawn(async move {
         let mut peak: f64 = 0.0;
         while Instant::now() < deadline {
-            peak = peak.max(common::rss_mib(pid));
+            let now = common::rss_mib(pid);
+            if now > peak && std::env::var("BENCH_RSS_DETAIL").is_ok() {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let detail: Vec<&str> = status
+                    .lines()
+                    .filter(|l| l.starts_with("Rss") || l.starts_with("Threads"))
+                    .collect();
+                println!("rss {now:.0} MiB: {}", detail.join(" | "));
+            }
+            peak = peak.max(now);
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         peak

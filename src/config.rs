@@ -148,6 +148,8 @@ pub struct DatabaseSettings {
     pub url: Secret,
     pub schema: String,
     pub max_connections: u32,
+    /// Pool size on SQLite, which lets one connection write at a time.
+    pub sqlite_max_connections: u32,
     pub connect_timeout_secs: u64,
     pub auto_migrate: bool,
     pub sqlite_synchronous: String,
@@ -440,6 +442,12 @@ impl Settings {
         }
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.database.sqlite_max_connections == 0 {
+            return Err(invalid(
+                "database.sqlite_max_connections",
+                "must be at least 1",
+            ));
         }
         if !is_identifier(&self.database.schema) {
             return Err(invalid(

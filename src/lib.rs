@@ -5,11 +5,13 @@
 pub mod actors;
 pub mod app;
 pub mod config;
+pub mod context;
 pub mod crypto;
 pub mod directory;
 pub mod hostaway;
 pub mod http;
 pub mod metrics;
+pub mod paths;
 pub mod sim;
 pub mod store;
 pub mod sync;

@@ -256,8 +256,16 @@ pub fn machine() -> String {
 }
 
 /// Replaces the section between `<!-- bench:NAME -->` and
-/// `<!-- /bench:NAME -->` in docs/PERFORMANCE.md (appending it if absent).
+/// `<!-- /bench:NAME -->` in docs/PERFORMANCE.md (appending it if absent),
+/// only when asked: `cargo bench --bench NAME -- --write-docs` or
+/// `BENCH_WRITE_DOCS=1`. Otherwise the figures are only printed.
 pub fn write_section(name: &str, body: &str) {
+    let asked = std::env::args().any(|a| a == "--write-docs")
+        || std::env::var("BENCH_WRITE_DOCS").is_ok_and(|v| !v.is_empty() && v != "0");
+    if !asked {
+        println!("(docs/PERFORMANCE.md unchanged: pass --write-docs to record these figures)");
+        return;
+    }
     let path = manifest_dir().join("docs/PERFORMANCE.md");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Performance\n".into());
     let start = format!("<!-- bench:{name} -->");

@@ -29,7 +29,7 @@ use super::registrar::{EnsureWebhook, WebhookRegistrar};
 use super::supervision::{RestartDecision, RestartTracker, contain, contain_sync};
 use super::traced::{TraceExt, Traced};
 use super::writers::{ListingChange, Settle, WriteItem, Writers};
-use crate::app::Core;
+use crate::context::Core;
 use crate::hostaway::webhook::{WebhookEvent, decode_event};
 use crate::hostaway::{AccountClient, Credentials};
 use crate::store::accounts;
@@ -37,7 +37,7 @@ use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::{self, Owner};
 use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
-use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
+use crate::sync::{self, MirrorWriter, SyncContext, SyncError, SyncReport, SyncRequest};
 
 /// New inbox rows wait at the doorbell (sent after they are committed; at
 /// most one in flight).

@@ -21,20 +21,7 @@ use super::supervision::contain;
 use super::traced::Traced;
 use crate::metrics::Metrics;
 
-/// Why a request was not committed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BatchError {
-    /// A statement was refused: the batch's items are retried one by one.
-    #[error("database: {0}")]
-    Database(String),
-    /// The database cannot be reached: every item fails alike, none is retried.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("commit panicked: {0}")]
-    Panicked(String),
-    #[error("the writer stopped before committing")]
-    Aborted,
-}
+pub use crate::store::write::BatchError;
 
 /// One kind of batched work.
 pub trait BatchJob: 'static {
@@ -77,17 +64,6 @@ async fn commit_with_split<J: BatchJob>(
             results
         }
         Err((error, _)) => (0..count).map(|_| Err(error.clone())).collect(),
-    }
-}
-
-impl BatchError {
-    /// The error of a failed database commit.
-    pub fn from_db(err: &sea_orm::DbErr) -> Self {
-        if crate::store::is_connection_error(err) {
-            BatchError::Unavailable(err.to_string())
-        } else {
-            BatchError::Database(err.to_string())
-        }
     }
 }
 

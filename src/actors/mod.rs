@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use actix::{Addr, Arbiter, Supervisor};
 
-use crate::app::Core;
+use crate::context::Core;
 use group_commit::GroupCommit;
 use ingest::{InboxJob, IngestActor};
 use registrar::WebhookRegistrar;

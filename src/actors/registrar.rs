@@ -18,14 +18,11 @@ use sea_orm::Set;
 use secrecy::SecretString;
 
 use super::traced::Traced;
-use crate::app::Core;
+use crate::context::Core;
 use crate::crypto::random_token;
 use crate::hostaway::types::{WebhookRegistration, WebhookSpec};
 use crate::hostaway::{AccountClient, Credentials, HostawayError};
 use crate::store::accounts;
-
-/// Path Hostaway delivers to, under `webhooks.public_base_url`.
-pub const WEBHOOK_PATH: &str = "/api/v1/hostaway/webhooks";
 
 /// Bring an account's registration in line (after a sync, at start, after a
 /// change of state).
@@ -96,7 +93,8 @@ impl WebhookRegistrar {
 
     fn target_url(&self) -> Option<String> {
         let base = self.core.settings.webhooks.public_base_url.trim();
-        (!base.is_empty()).then(|| format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')))
+        (!base.is_empty())
+            .then(|| format!("{}{}", base.trim_end_matches('/'), crate::paths::WEBHOOKS))
     }
 
     fn backoff(&self, failures: u32) -> Duration {

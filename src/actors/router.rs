@@ -17,7 +17,7 @@ use super::doorbell::{Doorbell, QueueBudget};
 use super::registrar::WebhookRegistrar;
 use super::traced::{TraceExt, Traced};
 use super::writers::Writers;
-use crate::app::Core;
+use crate::context::Core;
 use crate::store::inbox::{self, InboxRow};
 use crate::sync::{SyncError, SyncReport, SyncRequest};
 

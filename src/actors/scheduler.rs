@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::router::{AccountRouter, SyncAccount};
 use super::supervision::contain_sync;
 use super::traced::TraceExt;
-use crate::app::Core;
+use crate::context::Core;
 use crate::store::inbox;
 use crate::sync::{SyncMode, SyncRequest};
 

@@ -19,42 +19,10 @@ use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use crate::metrics::{Metrics, event_label};
 use crate::store::rows::{ListingRow, ReservationRow, ThreadMerge};
 use crate::store::upserts::{Key, Written};
-use crate::store::version::Version;
 use crate::store::{begin_write, inbox, upserts};
+use crate::sync::MirrorWriter;
 
-/// An inbox row a write settles: marked processed in the write's transaction.
-#[derive(Debug, Clone)]
-pub struct Settle {
-    pub inbox_id: i64,
-    pub event: String,
-    pub received_at: DateTime<Utc>,
-}
-
-/// One caller's request: its changes plus the inbox rows they settle.
-#[derive(Debug, Clone)]
-pub struct WriteItem<Op> {
-    pub op: Op,
-    pub settle: Vec<Settle>,
-}
-
-/// A change to listings, applied in order.
-#[derive(Debug, Clone)]
-pub enum ListingChange {
-    Upsert(ListingRow),
-    /// Soft-delete one listing (a `listing.deleted` event), if `version` wins.
-    Delete {
-        account_id: i64,
-        id: i64,
-        version: Version,
-    },
-    /// Soft-delete the account's live listings not in `present` (a sync's
-    /// complete listing, fetched as `version` says).
-    DeleteMissing {
-        account_id: i64,
-        present: Vec<i64>,
-        version: Version,
-    },
-}
+pub use crate::store::write::{ListingChange, Settle, WriteItem};
 
 /// How one entity table is written.
 pub trait EntityWrites: 'static {
@@ -381,29 +349,31 @@ impl Writers {
             }),
         }
     }
+}
 
-    pub async fn write_listings(
+impl MirrorWriter for Writers {
+    fn write_listings(
         &self,
         item: WriteItem<Vec<ListingChange>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<Key>, BatchError> {
-        submit(&self.listings, item, parents).await
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
+        Box::pin(submit(&self.listings, item, parents))
     }
 
-    pub async fn write_reservations(
+    fn write_reservations(
         &self,
         item: WriteItem<Vec<ReservationRow>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<Key>, BatchError> {
-        submit(&self.reservations, item, parents).await
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
+        Box::pin(submit(&self.reservations, item, parents))
     }
 
-    pub async fn write_threads(
+    fn write_threads(
         &self,
         item: WriteItem<Vec<ThreadMerge>>,
         parents: Vec<Span>,
-    ) -> Result<Vec<Key>, BatchError> {
-        submit(&self.threads, item, parents).await
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
+        Box::pin(submit(&self.threads, item, parents))
     }
 }
 

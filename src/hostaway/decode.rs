@@ -148,6 +148,28 @@ pub mod de {
     }
 }
 
+/// Serializes JSON with object keys sorted at every level, so equal objects
+/// always produce equal text (dedupe keys, SQLite comparisons).
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +214,17 @@ mod tests {
         assert_eq!(
             date(&json!("2025-07-03")),
             NaiveDate::from_ymd_opt(2025, 7, 3)
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":[{"y":1,"x":2}]}}"#).unwrap();
+        let b: Value = serde_json::from_str(r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#).unwrap();
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#
         );
     }
 }

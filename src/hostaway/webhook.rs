@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::decode;
-use crate::store::rows::canonical_json;
+use super::decode::canonical_json;
 
 /// What the service does with an event type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sea_orm::Set;
 use secrecy::SecretString;
@@ -19,9 +19,9 @@ use super::webhooks::read_body;
 use crate::actors::registrar::{EnsureWebhook, RemoveWebhook, RotateCredentials};
 use crate::actors::router::{AccountChanged, RequeueFor, StopAccount, SyncAccount};
 use crate::actors::traced::TraceExt;
-use crate::app::AppContext;
 use crate::hostaway::Credentials;
 use crate::hostaway::webhook::HANDLED_EVENTS;
+use crate::http::AppContext;
 use crate::store::accounts::{self, AccountStoreError, EntityCounts, NewAccount};
 use crate::store::inbox;
 use crate::sync::{SyncMode, SyncRequest};
@@ -215,7 +215,6 @@ fn field_ignored(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErr
     }
 }
 
-#[post("/api/v1/hostaway/accounts")]
 pub async fn create(
     _admin: Admin,
     req: HttpRequest,
@@ -291,7 +290,6 @@ pub async fn create(
     Ok(HttpResponse::Created().json(view))
 }
 
-#[get("/api/v1/hostaway/accounts")]
 pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
     let rows = accounts::all(&ctx.db).await?;
     let mut counts: HashMap<i64, EntityCounts> = accounts::entity_counts(&ctx.db, None).await?;
@@ -305,7 +303,6 @@ pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({ "accounts": views })))
 }
 
-#[get("/api/v1/hostaway/accounts/{id}")]
 pub async fn get_one(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -315,7 +312,6 @@ pub async fn get_one(
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
-#[patch("/api/v1/hostaway/accounts/{id}")]
 pub async fn update(
     _admin: Admin,
     req: HttpRequest,
@@ -402,7 +398,6 @@ pub struct DeleteQuery {
     hard: Option<String>,
 }
 
-#[delete("/api/v1/hostaway/accounts/{id}")]
 pub async fn remove(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -459,7 +454,6 @@ pub struct SyncQuery {
     dry_run: Option<String>,
 }
 
-#[post("/api/v1/hostaway/accounts/{id}/sync")]
 pub async fn sync(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -500,7 +494,6 @@ pub async fn sync(
     })))
 }
 
-#[post("/api/v1/hostaway/accounts/{id}/replay-failed")]
 pub async fn replay_failed(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -519,7 +512,6 @@ pub async fn replay_failed(
     Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "requeued": count})))
 }
 
-#[post("/api/v1/hostaway/accounts/{id}/rotate-webhook-credentials")]
 pub async fn rotate_credentials(
     _admin: Admin,
     ctx: web::Data<AppContext>,

@@ -10,8 +10,8 @@ use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 
 use super::ApiError;
-use crate::app::AppContext;
 use crate::directory::{digest, secrets_match};
+use crate::http::AppContext;
 
 /// Proof that the request carried `Authorization: Bearer <admin.api_token>`.
 pub struct Admin;

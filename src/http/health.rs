@@ -3,17 +3,15 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::app::AppContext;
+use crate::http::AppContext;
 
-#[get("/health")]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-#[get("/ready")]
 pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
     let mut checks = ctx.readiness(Duration::from_secs(2)).await;
     let actors_up = ctx.actors.router.connected() && ctx.actors.ingest.connected();
@@ -30,7 +28,6 @@ pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
     }
 }
 
-#[get("/metrics")]
 pub async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
     ctx.refresh_gauges().await;
     HttpResponse::Ok()

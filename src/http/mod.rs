@@ -8,9 +8,31 @@ pub mod health;
 pub mod tracing;
 pub mod webhooks;
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, web};
 
+use crate::actors::ActorSystem;
+use crate::context::Core;
+use crate::paths;
+
 pub use error::ApiError;
+
+/// What HTTP handlers see: the shared services and the actors.
+pub struct AppContext {
+    pub core: Arc<Core>,
+    pub actors: ActorSystem,
+    /// Bounds on request bodies being read.
+    pub bodies: webhooks::BodyBudget,
+}
+
+impl Deref for AppContext {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -18,20 +40,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::QueryConfig::default()
             .error_handler(|err, _| ApiError::bad_request("invalid_query", err.to_string()).into()),
     )
-    .service(health::health)
-    .service(health::ready)
-    .service(health::metrics)
-    .service(webhooks::receive)
-    .service(webhooks::list_events)
-    .service(webhooks::replay_event)
-    .service(accounts::create)
-    .service(accounts::list)
-    .service(accounts::get_one)
-    .service(accounts::update)
-    .service(accounts::remove)
-    .service(accounts::sync)
-    .service(accounts::replay_failed)
-    .service(accounts::rotate_credentials)
+    .route(paths::HEALTH, web::get().to(health::health))
+    .route(paths::READY, web::get().to(health::ready))
+    .route(paths::METRICS, web::get().to(health::metrics))
+    .service(web::resource(paths::WEBHOOKS).post(webhooks::receive))
+    .service(web::resource(paths::WEBHOOK_EVENTS).get(webhooks::list_events))
+    .service(web::resource(paths::WEBHOOK_EVENT_REPLAY).post(webhooks::replay_event))
+    .service(
+        web::resource(paths::ACCOUNTS)
+            .post(accounts::create)
+            .get(accounts::list),
+    )
+    .service(
+        web::resource(paths::ACCOUNT)
+            .get(accounts::get_one)
+            .patch(accounts::update)
+            .delete(accounts::remove),
+    )
+    .service(web::resource(paths::ACCOUNT_SYNC).post(accounts::sync))
+    .service(web::resource(paths::ACCOUNT_REPLAY_FAILED).post(accounts::replay_failed))
+    .service(web::resource(paths::ACCOUNT_ROTATE_CREDENTIALS).post(accounts::rotate_credentials))
     .default_service(web::to(not_found));
 }
 

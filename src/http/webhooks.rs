@@ -7,7 +7,7 @@ use actix_web::http::header::CONTENT_LENGTH;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::StreamExt;
@@ -21,10 +21,10 @@ use super::auth::{Admin, Deliverer, authenticate_delivery};
 use crate::actors::group_commit::Request;
 use crate::actors::router::RequeueFor;
 use crate::actors::traced::TraceExt;
-use crate::app::AppContext;
 use crate::config::ServerSettings;
 use crate::hostaway::decode;
 use crate::hostaway::webhook::parse_delivery;
+use crate::http::AppContext;
 use crate::metrics::event_label;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
 
@@ -133,7 +133,6 @@ pub async fn read_body(
     Ok(body.freeze())
 }
 
-#[post("/api/v1/hostaway/webhooks")]
 pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,
@@ -272,7 +271,6 @@ pub struct EventsQuery {
     limit: Option<String>,
 }
 
-#[get("/api/v1/hostaway/webhooks/events")]
 pub async fn list_events(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -315,7 +313,6 @@ pub async fn list_events(
     Ok(HttpResponse::Ok().json(json!({ "events": events })))
 }
 
-#[post("/api/v1/hostaway/webhooks/events/{id}/replay")]
 pub async fn replay_event(
     _admin: Admin,
     ctx: web::Data<AppContext>,

@@ -130,7 +130,7 @@ pub async fn append<C: ConnectionTrait>(
     let sizes: Vec<usize> = texts.iter().map(String::len).collect();
     let mut texts = texts.into_iter();
     let backend = conn.get_database_backend();
-    for range in chunk_by_size(&sizes) {
+    for range in chunk_by_size(backend, &sizes) {
         let chunk = &candidates[range];
         let mut sql = Sql::new(backend);
         sql.push(

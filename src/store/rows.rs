@@ -236,27 +236,7 @@ pub fn last_message_at(messages: &[Value]) -> Option<DateTime<Utc>> {
     messages.iter().filter_map(message_time).max()
 }
 
-/// Serializes JSON with object keys sorted at every level, so equal objects
-/// always produce equal text (dedupe keys, SQLite comparisons).
-pub fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
-            }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    sorted(value).to_string()
-}
+pub use crate::hostaway::decode::canonical_json;
 
 #[cfg(test)]
 mod tests {
@@ -353,16 +333,5 @@ mod tests {
         assert_eq!(merges.len(), 2);
         assert_eq!(merges[0].messages.len(), 2);
         assert_eq!(merges[0].conversation_id, Some(100));
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys() {
-        let a: Value = serde_json::from_str(r#"{"b":1,"a":{"d":2,"c":[{"y":1,"x":2}]}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#).unwrap();
-        assert_eq!(canonical_json(&a), canonical_json(&b));
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#
-        );
     }
 }

@@ -53,11 +53,12 @@ impl Written {
 
 /// JSON texts of the payloads, and the statement-sized ranges they fall in.
 fn serialized<'a>(
+    backend: DbBackend,
     payloads: impl Iterator<Item = &'a Value>,
 ) -> (Vec<std::ops::Range<usize>>, std::vec::IntoIter<String>) {
     let texts: Vec<String> = payloads.map(Value::to_string).collect();
     let sizes: Vec<usize> = texts.iter().map(String::len).collect();
-    (chunk_by_size(&sizes), texts.into_iter())
+    (chunk_by_size(backend, &sizes), texts.into_iter())
 }
 
 /// A row that carries its key and version.
@@ -194,7 +195,10 @@ pub async fn upsert_listings<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
     let (rows, mut written, cross) = winning(conn, "listings", rows).await?;
-    let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
+    let (ranges, mut texts) = serialized(
+        conn.get_database_backend(),
+        rows.iter().map(|r| r.payload.as_ref()),
+    );
     for range in ranges {
         let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
@@ -245,7 +249,10 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
     let (rows, mut written, cross) = winning(conn, "reservations", rows).await?;
-    let (ranges, mut texts) = serialized(rows.iter().map(|r| r.payload.as_ref()));
+    let (ranges, mut texts) = serialized(
+        conn.get_database_backend(),
+        rows.iter().map(|r| r.payload.as_ref()),
+    );
     for range in ranges {
         let chunk = &rows[range];
         let mut sql = Sql::new(conn.get_database_backend());
@@ -376,7 +383,7 @@ pub async fn merge_message_threads<C: ConnectionTrait>(
         clamped,
         ..Written::default()
     };
-    for range in chunk_by_size(&sizes) {
+    for range in chunk_by_size(conn.get_database_backend(), &sizes) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "INSERT INTO message_threads (account_id, reservation_id, customer_id, conversation_id, \

@@ -11,20 +11,21 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use futures::future::LocalBoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{Instrument, Span};
 
-use crate::actors::group_commit::BatchError;
-use crate::actors::writers::{ListingChange, WriteItem, Writers};
 use crate::config::SyncSettings;
 use crate::hostaway::{AccountClient, HostawayError, decode};
 use crate::metrics::Metrics;
 use crate::store::mirror;
 use crate::store::rows::{self, Owner};
+use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
+use crate::store::write::{BatchError, ListingChange, WriteItem};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,12 +95,33 @@ impl From<sea_orm::DbErr> for SyncError {
     }
 }
 
+/// Where a run's rows go: each call commits one batch of one entity table
+/// and answers with the keys it wrote. The writer actors implement it; a
+/// sync never writes entity tables itself.
+pub trait MirrorWriter {
+    fn write_listings(
+        &self,
+        item: WriteItem<Vec<ListingChange>>,
+        parents: Vec<Span>,
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
+    fn write_reservations(
+        &self,
+        item: WriteItem<Vec<rows::ReservationRow>>,
+        parents: Vec<Span>,
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
+    fn write_threads(
+        &self,
+        item: WriteItem<Vec<rows::ThreadMerge>>,
+        parents: Vec<Span>,
+    ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
+}
+
 /// What a run needs.
 pub struct SyncContext<'a> {
     pub client: &'a AccountClient,
     pub owner: Owner,
     pub db: &'a DatabaseConnection,
-    pub writers: &'a Writers,
+    pub writers: &'a dyn MirrorWriter,
     pub settings: &'a SyncSettings,
     pub concurrency: usize,
     pub metrics: &'a Metrics,

@@ -6,6 +6,7 @@ mod helpers;
 
 mod accounts;
 mod actors;
+mod architecture;
 mod config;
 mod conformance;
 mod faults;

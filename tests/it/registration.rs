@@ -6,7 +6,8 @@ use std::time::Duration;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use sync_hostaway::actors::registrar::WEBHOOK_PATH;
+/// Where the service says Hostaway must deliver (the route in API docs).
+const WEBHOOK_PATH: &str = "/api/v1/hostaway/webhooks";
 use sync_hostaway::hostaway::types::WebhookSpec;
 use sync_hostaway::hostaway::{AccountClient, Credentials, HostawayClient, endpoints};
 use sync_hostaway::metrics::Metrics;
