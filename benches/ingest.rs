@@ -315,7 +315,7 @@ fn main() {
     });
 
     let mut text = format!(
-        "## Webhook ingest\n\n{}.\nCommand: `cargo bench --bench ingest` (PostgreSQL half with \
+        "## Webhook ingest\n\n{}.\nCommand: `cargo bench --bench ingest -- --write-docs` (PostgreSQL half with \
          `BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test`). The release binary runs as a \
          child process with production settings; the load generator shares the machine.\n\n\
          {clients} keep-alive clients, distinct `reservation.updated` events over {ACCOUNTS} accounts, {seconds} s:\n\n\

@@ -69,7 +69,7 @@ fn main() {
         db.cleanup().await;
 
         format!(
-            "## Memory and start-up\n\n{}.\nCommand: `cargo bench --bench scale` ({}). \
+            "## Memory and start-up\n\n{}.\nCommand: `cargo bench --bench scale -- --write-docs` ({}). \
              Release binary, production settings, no load.\n\n\
              | Figure | Value |\n|---|---|\n\
              | RSS idle, no accounts | {idle_empty:.1} MiB |\n\

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hostaway_sim::{DatasetSize, SimAccount, SimConfig, SimLimit, SimRateLimits, Simulator};
 use secrecy::SecretString;
 use sync_hostaway::actors::router::SyncAccount;
 use sync_hostaway::actors::traced::TraceExt;
@@ -21,7 +22,6 @@ use sync_hostaway::app::{Application, BuildOptions};
 use sync_hostaway::config::{Environment, LoadOptions, Settings};
 use sync_hostaway::hostaway::{Credentials, HostawayClient};
 use sync_hostaway::metrics::Metrics;
-use sync_hostaway::sim::{DatasetSize, SimAccount, SimConfig, SimLimit, SimRateLimits, Simulator};
 use sync_hostaway::sync::{SyncMode, SyncRequest};
 
 /// Requests per second the per-IP limit allows.
@@ -271,7 +271,7 @@ async fn run() -> String {
     sim.stop().await;
 
     let mut text = format!(
-        "## Sync against the rate limits\n\n{}.\nCommand: `cargo bench --bench sync`. \
+        "## Sync against the rate limits\n\n{}.\nCommand: `cargo bench --bench sync -- --write-docs`. \
          Simulator: 20 listings, {reservations} reservations, {conversations} conversations × 6 messages, \
          limits on (15 / 10 s per IP, 20 / 10 s per account), tokens usable 1 s after issue. \
          Floor = API calls ÷ 1.5 per second. The client's sliding window may send a first \

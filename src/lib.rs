@@ -2,8 +2,12 @@
 //! reconciliation syncs. `app::Application` is the composition root; the binary
 //! and the tests start the same code.
 
+// The one exception, with its reasons: store::nodelay.
+#![deny(unsafe_code)]
+
 pub mod actors;
 pub mod app;
+pub mod backoff;
 pub mod config;
 pub mod context;
 pub mod crypto;
@@ -12,7 +16,6 @@ pub mod hostaway;
 pub mod http;
 pub mod metrics;
 pub mod paths;
-pub mod sim;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -1,5 +1,8 @@
 //! The `sync-hostaway` command line: `serve` (default), `migrate`, `sync`.
 
+// The one exception, measured and explained below: `allocator`.
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -19,6 +22,7 @@ use sync_hostaway::{store, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[allow(unsafe_code)]
 mod allocator {
     /// mimalloc's `mi_option_purge_delay` (the C enum value in the bundled
     /// mimalloc v3; the Rust bindings do not name it; checked by a test).

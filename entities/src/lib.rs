@@ -1,6 +1,8 @@
 //! SeaORM entities, one file per table. The same entities serve PostgreSQL
 //! (where the connection's search_path selects the schema) and SQLite.
 
+#![forbid(unsafe_code)]
+
 pub mod account;
 pub mod listing;
 pub mod message_thread;

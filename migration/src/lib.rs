@@ -1,6 +1,8 @@
 //! Migrations for PostgreSQL and SQLite. On PostgreSQL the connection's
 //! search_path selects the schema, so every statement here is schema-agnostic.
 
+#![forbid(unsafe_code)]
+
 pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_tables;

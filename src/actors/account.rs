@@ -29,6 +29,7 @@ use super::registrar::{EnsureWebhook, WebhookRegistrar};
 use super::supervision::{RestartDecision, RestartTracker, contain, contain_sync};
 use super::traced::{TraceExt, Traced};
 use super::writers::{ListingChange, Settle, WriteItem, Writers};
+use crate::backoff::Backoff;
 use crate::context::Core;
 use crate::hostaway::webhook::{WebhookEvent, decode_event};
 use crate::hostaway::{AccountClient, Credentials};
@@ -41,50 +42,38 @@ use crate::sync::{self, MirrorWriter, SyncContext, SyncError, SyncReport, SyncRe
 
 /// New inbox rows wait at the doorbell (sent after they are committed; at
 /// most one in flight).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Wake;
 
-impl Message for Wake {
-    type Result = ();
-}
-
 /// Dead letters put back to pending: reload them from the inbox.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Requeue {
     pub ids: Vec<i64>,
 }
 
-impl Message for Requeue {
-    type Result = ();
-}
-
 /// Run a sync; resolves with its report.
+#[derive(Message)]
+#[rtype(result = "Result<SyncReport, SyncError>")]
 pub struct RunSync {
     pub request: SyncRequest,
 }
 
-impl Message for RunSync {
-    type Result = Result<SyncReport, SyncError>;
-}
-
 /// The account's row changed (new secret, customer id...): reload it.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Reload;
 
-impl Message for Reload {
-    type Result = ();
-}
-
 /// Leave the degraded state and resume work.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Resume;
 
-impl Message for Resume {
-    type Result = ();
-}
-
 /// Finish the unit of work in flight, then stay idle for good.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Drain;
-
-impl Message for Drain {
-    type Result = ();
-}
 
 struct PendingSync {
     request: SyncRequest,
@@ -992,9 +981,10 @@ where
 }
 
 fn backoff(core: &Core, attempts: i32) -> chrono::Duration {
-    let base = core.settings.webhooks.retry_base_ms.max(1);
-    let exp = base.saturating_mul(1u64 << (attempts.saturating_sub(1).clamp(0, 20) as u32));
-    chrono::Duration::milliseconds(exp.min(core.settings.webhooks.retry_max_ms) as i64)
+    let settings = &core.settings.webhooks;
+    let delay = Backoff::from_millis(settings.retry_base_ms, settings.retry_max_ms)
+        .delay(attempts.max(0) as u32);
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
 }
 
 impl Drop for AccountActor {

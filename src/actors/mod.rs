@@ -100,6 +100,19 @@ impl ActorSystem {
         }
     }
 
+    /// Whether each long-lived actor is running (its mailbox is open), by name.
+    pub fn liveness(&self) -> [(&'static str, bool); 7] {
+        [
+            ("ingest", self.ingest.connected()),
+            ("router", self.router.connected()),
+            ("registrar", self.registrar.connected()),
+            ("scheduler", self.scheduler.connected()),
+            ("listing_writer", self.writers.listings.connected()),
+            ("reservation_writer", self.writers.reservations.connected()),
+            ("message_thread_writer", self.writers.threads.connected()),
+        ]
+    }
+
     /// Drains the account actors (bounded by `actors.shutdown_timeout_secs`)
     /// and stops the account arbiters.
     pub async fn stop(&self) {

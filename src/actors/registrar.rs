@@ -17,7 +17,9 @@ use chrono::Utc;
 use sea_orm::Set;
 use secrecy::SecretString;
 
+use super::supervision::contain;
 use super::traced::Traced;
+use crate::backoff::Backoff;
 use crate::context::Core;
 use crate::crypto::random_token;
 use crate::hostaway::types::{WebhookRegistration, WebhookSpec};
@@ -26,40 +28,32 @@ use crate::store::accounts;
 
 /// Bring an account's registration in line (after a sync, at start, after a
 /// change of state).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct EnsureWebhook {
     pub account_id: i64,
 }
 
-impl Message for EnsureWebhook {
-    type Result = ();
-}
-
 /// Start a credential rotation: new credentials are accepted at once, and
 /// replace the old ones when Hostaway has them.
+#[derive(Message)]
+#[rtype(result = "Result<(), String>")]
 pub struct RotateCredentials {
     pub account_id: i64,
 }
 
-impl Message for RotateCredentials {
-    type Result = Result<(), String>;
-}
-
 /// Delete the account's registrations at Hostaway (hard delete). The client is
 /// a snapshot: the account's row is about to disappear.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct RemoveWebhook {
     pub client: AccountClient,
 }
 
-impl Message for RemoveWebhook {
-    type Result = ();
-}
-
 /// Ensure every active account's registration (at start).
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct EnsureAll;
-
-impl Message for EnsureAll {
-    type Result = ();
-}
 
 #[derive(Debug, thiserror::Error)]
 enum RegistrarError {
@@ -99,9 +93,11 @@ impl WebhookRegistrar {
 
     fn backoff(&self, failures: u32) -> Duration {
         let settings = &self.core.settings.webhooks;
-        let base = settings.registration_retry_base_ms.max(1);
-        let delay = base.saturating_mul(1u64 << failures.saturating_sub(1).min(20));
-        Duration::from_millis(delay.min(settings.registration_retry_max_ms))
+        Backoff::from_millis(
+            settings.registration_retry_base_ms,
+            settings.registration_retry_max_ms,
+        )
+        .delay(failures)
     }
 
     fn ensure(&mut self, account_id: i64, ctx: &mut Context<Self>) {
@@ -117,7 +113,10 @@ impl WebhookRegistrar {
             otel.name = "registrar.reconcile",
             hostaway.account_id = account_id
         );
-        let work = tracing::Instrument::instrument(reconcile(core, account_id, url), span);
+        let work = tracing::Instrument::instrument(
+            contained(self.core.metrics.clone(), reconcile(core, account_id, url)),
+            span,
+        );
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.in_flight.remove(&account_id);
             match result {
@@ -152,7 +151,10 @@ impl WebhookRegistrar {
     fn remove(&mut self, client: AccountClient) -> actix::ResponseActFuture<Self, ()> {
         let account_id = client.account_id();
         let retry_client = client.clone();
-        let work = removal(self.core.clone(), self.target_url(), client);
+        let work = contained(
+            self.core.metrics.clone(),
+            removal(self.core.clone(), self.target_url(), client),
+        );
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(()) => {
                 act.removals.remove(&account_id);
@@ -176,6 +178,27 @@ impl WebhookRegistrar {
                 });
             }
         }))
+    }
+}
+
+/// Runs one registration job; a panic in it becomes that job's error (it
+/// is retried with backoff like any failure) and is counted as a restart.
+async fn contained<E: std::fmt::Display>(
+    metrics: Arc<crate::metrics::Metrics>,
+    work: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    {
+        match contain(work).await {
+            Ok(result) => result.map_err(|err| err.to_string()),
+            Err(panic) => {
+                tracing::error!(error = %panic, "webhook registration job panicked");
+                metrics
+                    .actor_restarts
+                    .with_label_values(&["registrar"])
+                    .inc();
+                Err(panic.to_string())
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use actix::{
 use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Wake};
 use super::doorbell::{Doorbell, QueueBudget};
 use super::registrar::WebhookRegistrar;
+use super::supervision::guarded;
 use super::traced::{TraceExt, Traced};
 use super::writers::Writers;
 use crate::context::Core;
@@ -22,73 +23,57 @@ use crate::store::inbox::{self, InboxRow};
 use crate::sync::{SyncError, SyncReport, SyncRequest};
 
 /// New inbox rows of an account.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Dispatch {
     pub account_id: i64,
     pub rows: Vec<InboxRow>,
 }
 
-impl Message for Dispatch {
-    type Result = ();
-}
-
 /// Dead letters of an account were put back to pending.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct RequeueFor {
     pub account_id: i64,
     pub ids: Vec<i64>,
 }
 
-impl Message for RequeueFor {
-    type Result = ();
-}
-
 /// Run a sync of an account.
+#[derive(Message)]
+#[rtype(result = "Result<SyncReport, SyncError>")]
 pub struct SyncAccount {
     pub account_id: i64,
     pub request: SyncRequest,
 }
 
-impl Message for SyncAccount {
-    type Result = Result<SyncReport, SyncError>;
-}
-
 /// The account's stored row changed: start, reload or stop its actor to match.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct AccountChanged {
     pub account_id: i64,
 }
 
-impl Message for AccountChanged {
-    type Result = ();
-}
-
 /// Stop an account's actor (deactivated or deleted); resolves once it drained.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct StopAccount {
     pub account_id: i64,
 }
 
-impl Message for StopAccount {
-    type Result = ();
-}
-
 /// Start actors for every active account and for accounts with pending rows.
+#[derive(Message)]
+#[rtype(result = "usize")]
 pub struct StartAll;
 
-impl Message for StartAll {
-    type Result = usize;
-}
-
 /// Drain every actor, bounded by `actors.shutdown_timeout_secs`.
+#[derive(Message)]
+#[rtype(result = "()")]
 pub struct Shutdown;
 
-impl Message for Shutdown {
-    type Result = ();
-}
-
 /// How many AccountActors run.
+#[derive(Message)]
+#[rtype(result = "usize")]
 pub struct ActorCount;
-
-impl Message for ActorCount {
-    type Result = usize;
-}
 
 pub struct AccountRouter {
     core: Arc<Core>,
@@ -213,85 +198,126 @@ impl Supervised for AccountRouter {
 impl Handler<Traced<Dispatch>> for AccountRouter {
     type Result = ();
 
-    fn handle(&mut self, msg: Traced<Dispatch>, _ctx: &mut Context<Self>) {
-        let Traced { msg, parents } = msg;
-        match self.actor_and_doorbell(msg.account_id) {
-            // One wake-up in flight is enough: later rows wait at the doorbell.
-            Some((addr, doorbell)) => {
-                if doorbell.leave(msg.rows) {
-                    addr.do_send(Wake.traced_by(parents));
+    fn handle(&mut self, msg: Traced<Dispatch>, ctx: &mut Context<Self>) {
+        guarded(
+            "router",
+            ctx,
+            || (),
+            || {
+                let Traced { msg, parents } = msg;
+                match self.actor_and_doorbell(msg.account_id) {
+                    // One wake-up in flight is enough: later rows wait at the doorbell.
+                    Some((addr, doorbell)) => {
+                        if doorbell.leave(msg.rows) {
+                            addr.do_send(Wake.traced_by(parents));
+                        }
+                    }
+                    // Inactive or deleted since the append: the rows stay pending and
+                    // are applied if the account is reactivated.
+                    None => {
+                        tracing::debug!(account_id = msg.account_id, "no active actor for new rows")
+                    }
                 }
-            }
-            // Inactive or deleted since the append: the rows stay pending and
-            // are applied if the account is reactivated.
-            None => tracing::debug!(account_id = msg.account_id, "no active actor for new rows"),
-        }
+            },
+        )
     }
 }
 
 impl Handler<Traced<RequeueFor>> for AccountRouter {
     type Result = ();
 
-    fn handle(&mut self, msg: Traced<RequeueFor>, _ctx: &mut Context<Self>) {
-        let Traced { msg, parents } = msg;
-        if let Some(addr) = self.actor(msg.account_id) {
-            addr.do_send(Requeue { ids: msg.ids }.traced_by(parents));
-        }
+    fn handle(&mut self, msg: Traced<RequeueFor>, ctx: &mut Context<Self>) {
+        guarded(
+            "router",
+            ctx,
+            || (),
+            || {
+                let Traced { msg, parents } = msg;
+                if let Some(addr) = self.actor(msg.account_id) {
+                    addr.do_send(Requeue { ids: msg.ids }.traced_by(parents));
+                }
+            },
+        )
     }
 }
 
 impl Handler<Traced<SyncAccount>> for AccountRouter {
     type Result = ResponseFuture<Result<SyncReport, SyncError>>;
 
-    fn handle(&mut self, msg: Traced<SyncAccount>, _ctx: &mut Context<Self>) -> Self::Result {
-        let Traced { msg, parents } = msg;
-        let Some(addr) = self.actor(msg.account_id) else {
-            return Box::pin(async {
-                Err(SyncError::Unavailable(
-                    "the account is unknown or inactive".into(),
-                ))
-            });
-        };
-        Box::pin(async move {
-            addr.send(
-                RunSync {
-                    request: msg.request,
-                }
-                .traced_by(parents),
-            )
-            .await
-            .unwrap_or_else(|_| Err(SyncError::Unavailable("the account actor stopped".into())))
-        })
+    fn handle(&mut self, msg: Traced<SyncAccount>, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            "router",
+            ctx,
+            || -> Self::Result {
+                Box::pin(async { Err(SyncError::Unavailable("the account router failed".into())) })
+            },
+            || {
+                let Traced { msg, parents } = msg;
+                let Some(addr) = self.actor(msg.account_id) else {
+                    return Box::pin(async {
+                        Err(SyncError::Unavailable(
+                            "the account is unknown or inactive".into(),
+                        ))
+                    });
+                };
+                Box::pin(async move {
+                    addr.send(
+                        RunSync {
+                            request: msg.request,
+                        }
+                        .traced_by(parents),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(SyncError::Unavailable("the account actor stopped".into()))
+                    })
+                })
+            },
+        )
     }
 }
 
 impl Handler<Traced<AccountChanged>> for AccountRouter {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: Traced<AccountChanged>, _ctx: &mut Context<Self>) -> Self::Result {
-        let account_id = msg.msg.account_id;
-        let active = self
-            .core
-            .directory
-            .get(account_id)
-            .is_some_and(|entry| entry.active);
-        if !active {
-            return self.stop(account_id).unwrap_or_else(|| Box::pin(async {}));
-        }
-        if let Some(addr) = self.actor(account_id) {
-            addr.do_send(Reload.traced_by(msg.parents.clone()));
-            addr.do_send(Resume.traced_by(msg.parents));
-        }
-        Box::pin(async {})
+    fn handle(&mut self, msg: Traced<AccountChanged>, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            "router",
+            ctx,
+            || -> Self::Result { Box::pin(async {}) },
+            || {
+                let account_id = msg.msg.account_id;
+                let active = self
+                    .core
+                    .directory
+                    .get(account_id)
+                    .is_some_and(|entry| entry.active);
+                if !active {
+                    return self.stop(account_id).unwrap_or_else(|| Box::pin(async {}));
+                }
+                if let Some(addr) = self.actor(account_id) {
+                    addr.do_send(Reload.traced_by(msg.parents.clone()));
+                    addr.do_send(Resume.traced_by(msg.parents));
+                }
+                Box::pin(async {})
+            },
+        )
     }
 }
 
 impl Handler<StopAccount> for AccountRouter {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: StopAccount, _ctx: &mut Context<Self>) -> Self::Result {
-        self.stop(msg.account_id)
-            .unwrap_or_else(|| Box::pin(async {}))
+    fn handle(&mut self, msg: StopAccount, ctx: &mut Context<Self>) -> Self::Result {
+        guarded(
+            "router",
+            ctx,
+            || -> Self::Result { Box::pin(async {}) },
+            || {
+                self.stop(msg.account_id)
+                    .unwrap_or_else(|| Box::pin(async {}))
+            },
+        )
     }
 }
 
@@ -343,10 +369,17 @@ impl Handler<Shutdown> for AccountRouter {
 impl Handler<ActorCount> for AccountRouter {
     type Result = usize;
 
-    fn handle(&mut self, _msg: ActorCount, _ctx: &mut Context<Self>) -> usize {
-        self.accounts
-            .values()
-            .filter(|(a, _)| a.connected())
-            .count()
+    fn handle(&mut self, _msg: ActorCount, ctx: &mut Context<Self>) -> usize {
+        guarded(
+            "router",
+            ctx,
+            || 0,
+            || {
+                self.accounts
+                    .values()
+                    .filter(|(a, _)| a.connected())
+                    .count()
+            },
+        )
     }
 }

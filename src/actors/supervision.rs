@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
+use crate::backoff::Backoff;
 use crate::config::ActorSettings;
 
 /// A panic caught inside an actor, with its message.
@@ -43,6 +44,29 @@ pub async fn contain<F: Future>(work: F) -> Result<F::Output, Panicked> {
         .map_err(|p| Panicked(panic_message(p)))
 }
 
+/// Runs a handler's body. A panic is logged and stops the actor, so its
+/// `Supervisor` restarts it (`restarting()` runs; the actor's fields are
+/// kept), and the caller gets `fallback()`.
+pub fn guarded<A, R>(
+    actor: &'static str,
+    ctx: &mut actix::Context<A>,
+    fallback: impl FnOnce() -> R,
+    work: impl FnOnce() -> R,
+) -> R
+where
+    A: actix::Actor<Context = actix::Context<A>>,
+{
+    use actix::ActorContext;
+    match contain_sync(work) {
+        Ok(result) => result,
+        Err(panic) => {
+            tracing::error!(actor, error = %panic, "handler panicked; restarting the actor");
+            ctx.stop();
+            fallback()
+        }
+    }
+}
+
 /// What to do after a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestartDecision {
@@ -57,8 +81,7 @@ pub enum RestartDecision {
 pub struct RestartTracker {
     max_restarts: usize,
     window: Duration,
-    backoff_base: Duration,
-    backoff_max: Duration,
+    backoff: Backoff,
     restarts: VecDeque<Instant>,
 }
 
@@ -67,8 +90,10 @@ impl RestartTracker {
         RestartTracker {
             max_restarts: settings.max_restarts.max(1) as usize,
             window: Duration::from_secs(settings.restart_window_secs.max(1)),
-            backoff_base: Duration::from_millis(settings.restart_backoff_ms),
-            backoff_max: Duration::from_millis(settings.restart_backoff_max_ms),
+            backoff: Backoff::from_millis(
+                settings.restart_backoff_ms,
+                settings.restart_backoff_max_ms,
+            ),
             restarts: VecDeque::new(),
         }
     }
@@ -90,11 +115,7 @@ impl RestartTracker {
         if self.restarts.len() > self.max_restarts {
             return RestartDecision::GiveUp;
         }
-        let exponent = (self.restarts.len() as u32).saturating_sub(1).min(16);
-        let delay = self
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.backoff_max);
+        let delay = self.backoff.delay(self.restarts.len() as u32);
         RestartDecision::Resume(delay)
     }
 

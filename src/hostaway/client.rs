@@ -12,7 +12,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
-use rand::Rng;
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -25,6 +24,7 @@ use super::paging::{self, Collected};
 use super::ratelimit::RateLimiter;
 use super::tokens::{Token, TokenCache, TokenStore};
 use super::types::{Envelope, TokenResponse, WebhookRegistration, WebhookSpec};
+use crate::backoff::Backoff;
 use crate::config::HostawaySettings;
 use crate::metrics::Metrics;
 
@@ -181,12 +181,8 @@ impl HostawayClient {
 
 impl Inner {
     fn backoff(&self, attempt: u32) -> Duration {
-        let base = self.settings.retry_base_ms.max(1) as f64;
-        let exp = base * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
-        let capped = exp.min(self.settings.retry_max_ms.max(1) as f64);
-        // Jitter between half and the whole delay, so retries spread out.
-        let jittered = capped * rand::rng().random_range(0.5..=1.0);
-        Duration::from_millis(jittered as u64)
+        Backoff::from_millis(self.settings.retry_base_ms, self.settings.retry_max_ms)
+            .jittered(attempt)
     }
 
     /// Sends one attempt and records its span and metrics.

@@ -14,13 +14,22 @@ pub async fn health() -> HttpResponse {
 
 pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
     let mut checks = ctx.readiness(Duration::from_secs(2)).await;
-    let actors_up = ctx.actors.router.connected() && ctx.actors.ingest.connected();
+    let actors = ctx.actors.liveness();
+    let actors_up = actors.iter().all(|(_, up)| *up);
     checks.insert(
         "actors",
         if actors_up { "ok" } else { "stopped" }.to_string(),
     );
     let ok = checks.values().all(|v| v == "ok");
-    let body = json!({ "status": if ok { "ready" } else { "not ready" }, "checks": checks });
+    let each: std::collections::BTreeMap<&str, &str> = actors
+        .iter()
+        .map(|(name, up)| (*name, if *up { "ok" } else { "stopped" }))
+        .collect();
+    let body = json!({
+        "status": if ok { "ready" } else { "not ready" },
+        "checks": checks,
+        "actors": each,
+    });
     if ok {
         HttpResponse::Ok().json(body)
     } else {

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod inbox;
 pub mod mirror;
+pub mod nodelay;
 pub mod rows;
 pub mod upserts;
 pub mod version;
@@ -82,64 +83,12 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         let schema = settings.schema.clone();
         // search_path as a startup parameter: no extra round trip per connection.
         options.map_sqlx_postgres_opts(move |opts| opts.options([("search_path", schema.clone())]));
-        let port = url::Url::parse(&url)
-            .ok()
-            .and_then(|u| u.port())
-            .unwrap_or(5432);
-        options.map_sqlx_postgres_pool_opts(move |pool| {
-            pool.after_connect(move |_conn, _meta| {
-                Box::pin(async move {
-                    disable_nagle(port);
-                    Ok(())
-                })
-            })
+        options.map_sqlx_postgres_pool_opts(|pool| {
+            pool.after_connect(|conn, _meta| Box::pin(nodelay::set_on(conn)))
         });
     }
     Ok(Database::connect(options).await?)
 }
-
-/// Sets TCP_NODELAY on this process's sockets to PostgreSQL's port.
-///
-/// sqlx does not, and a statement larger than the socket's send buffer
-/// (16 KiB by default on Linux) then leaves in two writes: the second waits
-/// for the server's delayed ACK, about 40 ms, on every such statement
-/// (measured: a 15 KiB insert takes 0.8 ms, a 16 KiB one 44 ms). sqlx gives
-/// no access to its socket, so the new connection's socket is found among
-/// the process's open descriptors, by peer port.
-#[cfg(target_os = "linux")]
-fn disable_nagle(port: u16) {
-    use std::os::fd::BorrowedFd;
-    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(raw) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let is_socket = std::fs::read_link(entry.path())
-            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-        if !is_socket {
-            continue;
-        }
-        // SAFETY: `raw` was an open socket descriptor when listed and is only
-        // borrowed for a getsockopt/setsockopt pair. Had another thread closed
-        // it since, the calls fail harmlessly; a descriptor reused for another
-        // socket to the same port would only get TCP_NODELAY too.
-        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
-        let socket = socket2::SockRef::from(&fd);
-        let to_postgres = socket
-            .peer_addr()
-            .ok()
-            .and_then(|addr| addr.as_socket())
-            .is_some_and(|addr| addr.port() == port);
-        if to_postgres && socket.tcp_nodelay().is_ok_and(|on| !on) {
-            let _ = socket.set_tcp_nodelay(true);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn disable_nagle(_port: u16) {}
 
 async fn ensure_pg_schema(url: &str, schema: &str, timeout: Duration) -> Result<(), StoreError> {
     let mut options = ConnectOptions::new(url.to_string());

@@ -1,9 +1,9 @@
 //! The account API: every path, every bad input, 401s, and secrets never
 //! returned.
 
+use hostaway_sim::DatasetSize;
 use reqwest::Method;
 use serde_json::{Value, json};
-use sync_hostaway::sim::DatasetSize;
 
 use crate::both_backends;
 use crate::helpers::{AppOptions, Backend, TestApp, sim_config, spawn_with, wait_for};

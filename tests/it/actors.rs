@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hostaway_sim::{DatasetSize, Faults};
 use reqwest::Method;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use sync_hostaway::actors::router::ActorCount;
-use sync_hostaway::sim::{DatasetSize, Faults};
 use sync_hostaway::sync::{SyncError, SyncMode};
 
 use crate::accounts::{app_with_sim, create_account, get_account, wait_synced};
@@ -176,7 +176,7 @@ async fn past_the_restart_limit_the_account_is_degraded_and_others_keep_going(ba
     .await;
     let state = app.sim().state();
     state.add_account(
-        sync_hostaway::sim::SimAccount {
+        hostaway_sim::SimAccount {
             account_id: 1002,
             client_secret: "other".into(),
         },

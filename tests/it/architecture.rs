@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &["config"],
-    &["crypto", "metrics", "paths", "telemetry"],
+    &["backoff", "crypto", "metrics", "paths", "telemetry"],
     &["hostaway"],
     &["store"],
     &["directory", "sync"],
@@ -16,7 +16,6 @@ const LAYERS: &[&[&str]] = &[
     &["actors"],
     &["http"],
     &["app"],
-    &["sim"],
 ];
 
 /// Items of the crate root usable from anywhere (plain functions).

@@ -14,14 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hostaway_sim::{
+    ActivityFormat, Behaviour, CountMode, CursorMode, DatasetSize, Faults, Mutation, SimConfig,
+    Simulator, TokenError,
+};
 use secrecy::SecretString;
 use serde_json::Value;
 use sync_hostaway::hostaway::{Credentials, HostawayClient, HostawayError, endpoints};
 use sync_hostaway::metrics::Metrics;
-use sync_hostaway::sim::{
-    ActivityFormat, Behaviour, CountMode, CursorMode, DatasetSize, Faults, Mutation, SimConfig,
-    Simulator, TokenError,
-};
 use sync_hostaway::sync::{SyncError, SyncMode};
 
 use crate::accounts::{create_account, get_account, wait_synced};
@@ -351,7 +351,7 @@ fn ids(items: &[Value]) -> HashSet<i64> {
 
 fn truth_ids(
     sim: &Simulator,
-    pick: impl Fn(&sync_hostaway::sim::AccountData) -> &Vec<Value>,
+    pick: impl Fn(&hostaway_sim::AccountData) -> &Vec<Value>,
 ) -> HashSet<i64> {
     ids(pick(&sim.state().dataset(ACCOUNT).unwrap()))
 }

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use hostaway_sim::{DatasetSize, Faults};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use sync_hostaway::hostaway::webhook::parse_delivery;
-use sync_hostaway::sim::{DatasetSize, Faults};
 use sync_hostaway::sync::SyncMode;
 use tokio::sync::Mutex;
 
@@ -450,7 +450,7 @@ async fn hostaway_faults_during_a_sync_end_in_an_exact_mirror(backend: Backend) 
         outcomes.push(format!("{name}: {outcome}"));
     }
     // Token expiry in the middle of a sync: one refresh, the sync completes.
-    state.mutate(1001, sync_hostaway::sim::Mutation::UpdateReservation, 10);
+    state.mutate(1001, hostaway_sim::Mutation::UpdateReservation, 10);
     let tokens_before = state.stats().tokens_issued;
     state.set_faults(Faults {
         latency_ms: 30,

@@ -22,6 +22,17 @@ async fn health_ready_and_metrics_answer(backend: Backend) {
     let body: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(body["checks"]["database"], "ok");
     assert_eq!(body["checks"]["actors"], "ok");
+    for actor in [
+        "ingest",
+        "router",
+        "registrar",
+        "scheduler",
+        "listing_writer",
+        "reservation_writer",
+        "message_thread_writer",
+    ] {
+        assert_eq!(body["actors"][actor], "ok", "{actor} in {body}");
+    }
 
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);

@@ -212,7 +212,7 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub handle: ServerHandle,
     pub test_db: TestDb,
-    pub sim: Option<sync_hostaway::sim::Simulator>,
+    pub sim: Option<hostaway_sim::Simulator>,
     running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -221,7 +221,7 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    pub fn sim(&self) -> &sync_hostaway::sim::Simulator {
+    pub fn sim(&self) -> &hostaway_sim::Simulator {
         self.sim
             .as_ref()
             .expect("this app was started with a simulator")
@@ -279,7 +279,7 @@ impl TestApp {
 /// What a test wants started.
 #[derive(Default)]
 pub struct AppOptions<'a> {
-    pub sim: Option<sync_hostaway::sim::SimConfig>,
+    pub sim: Option<hostaway_sim::SimConfig>,
     pub overrides: &'a [(&'a str, &'a str)],
     /// Register webhooks: point `webhooks.public_base_url` at the service.
     pub public_url: bool,
@@ -322,7 +322,7 @@ pub async fn spawn_with(backend: Backend, options: AppOptions<'_>) -> TestApp {
 
 async fn boot(
     test_db: TestDb,
-    sim: Option<sync_hostaway::sim::Simulator>,
+    sim: Option<hostaway_sim::Simulator>,
     overrides: &[(&str, &str)],
     address: Option<String>,
 ) -> TestApp {
@@ -390,8 +390,8 @@ where
 
 /// A simulator config for tests: account 1001 with secret "secret", limits
 /// off, tokens usable at once, fast delivery retries.
-pub fn sim_config(dataset: sync_hostaway::sim::DatasetSize) -> sync_hostaway::sim::SimConfig {
-    use sync_hostaway::sim::{SimAccount, SimConfig, SimRateLimits};
+pub fn sim_config(dataset: hostaway_sim::DatasetSize) -> hostaway_sim::SimConfig {
+    use hostaway_sim::{SimAccount, SimConfig, SimRateLimits};
     let defaults = SimConfig::default();
     SimConfig {
         accounts: vec![SimAccount {
@@ -410,18 +410,15 @@ pub fn sim_config(dataset: sync_hostaway::sim::DatasetSize) -> sync_hostaway::si
     }
 }
 
-pub async fn start_sim(config: sync_hostaway::sim::SimConfig) -> sync_hostaway::sim::Simulator {
+pub async fn start_sim(config: hostaway_sim::SimConfig) -> hostaway_sim::Simulator {
     sync_hostaway::install_tls_provider();
-    sync_hostaway::sim::Simulator::start(config, 0)
+    hostaway_sim::Simulator::start(config, 0)
         .await
         .expect("simulator starts")
 }
 
 /// Test settings pointing the Hostaway client at `sim` (no database needed).
-pub fn client_settings(
-    sim: &sync_hostaway::sim::Simulator,
-    overrides: &[(&str, &str)],
-) -> Settings {
+pub fn client_settings(sim: &hostaway_sim::Simulator, overrides: &[(&str, &str)]) -> Settings {
     let base_url = sim.base_url();
     test_settings(&[("hostaway.base_url", base_url.as_str())], overrides)
 }

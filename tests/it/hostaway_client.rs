@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use hostaway_sim::{
+    DatasetSize, Faults, SimAccount, SimConfig, SimLimit, SimRateLimits, Simulator,
+};
 use secrecy::SecretString;
 use serde_json::json;
 use sync_hostaway::hostaway::types::WebhookSpec;
 use sync_hostaway::hostaway::{Credentials, HostawayClient, HostawayError, endpoints};
 use sync_hostaway::metrics::Metrics;
-use sync_hostaway::sim::{
-    DatasetSize, Faults, SimAccount, SimConfig, SimLimit, SimRateLimits, Simulator,
-};
 
 use crate::helpers::{client_settings, sim_config, start_sim};
 

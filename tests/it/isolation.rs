@@ -5,9 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use hostaway_sim::{DatasetSize, Mutation};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use sync_hostaway::sim::{DatasetSize, Mutation};
 use sync_hostaway::store::inbox::{self, EventStatus, NewEvent};
 use sync_hostaway::sync::SyncMode;
 
@@ -221,7 +221,7 @@ async fn colliding_ids_keep_separate_mirrors_through_syncs_and_webhooks(backend:
     .await;
     let state = app.sim().state();
     state.add_account_with_ids(
-        sync_hostaway::sim::SimAccount::new(B, "secret-b"),
+        hostaway_sim::SimAccount::new(B, "secret-b"),
         dataset,
         Some(A),
     );

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use hostaway_sim::{DatasetSize, Faults, SimLimit, SimRateLimits};
 use serde_json::{Value, json};
-use sync_hostaway::sim::{DatasetSize, Faults, SimLimit, SimRateLimits};
 use sync_hostaway::store::inbox;
 use sync_hostaway::sync::SyncMode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,10 +8,10 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 /// Where the service says Hostaway must deliver (the route in API docs).
 const WEBHOOK_PATH: &str = "/api/v1/hostaway/webhooks";
+use hostaway_sim::{DatasetSize, DeliverRequest, Faults, Mutation};
 use sync_hostaway::hostaway::types::WebhookSpec;
 use sync_hostaway::hostaway::{AccountClient, Credentials, HostawayClient, endpoints};
 use sync_hostaway::metrics::Metrics;
-use sync_hostaway::sim::{DatasetSize, DeliverRequest, Faults, Mutation};
 
 use crate::accounts::{create_account, get_account, wait_synced};
 use crate::both_backends;
@@ -73,8 +73,8 @@ fn dashboard(app: &TestApp) -> AccountClient {
 
 async fn deliver_changes(
     app: &TestApp,
-    changes: &[sync_hostaway::sim::Change],
-) -> Vec<sync_hostaway::sim::DeliveryRecord> {
+    changes: &[hostaway_sim::Change],
+) -> Vec<hostaway_sim::DeliveryRecord> {
     app.sim()
         .state()
         .deliver_changes(1001, changes, false)

@@ -1,11 +1,11 @@
 //! Full sync and reconciliation against the simulator.
 
 use chrono::{DateTime, Utc};
+use hostaway_sim::{DatasetSize, Mutation};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use sync_hostaway::actors::router::{AccountRouter, SyncAccount};
 use sync_hostaway::actors::traced::TraceExt;
 use sync_hostaway::hostaway::endpoints;
-use sync_hostaway::sim::{DatasetSize, Mutation};
 use sync_hostaway::sync::{SyncError, SyncMode, SyncReport, SyncRequest};
 
 use crate::accounts::{app_with_sim, create_account, wait_synced};

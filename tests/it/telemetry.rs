@@ -216,13 +216,13 @@ const ADMIN_TOKEN: &str = "Adm1n-T0ken-44b0";
 
 async fn traced_app(account_id: i64, overrides: &[(&str, &str)]) -> TestApp {
     capture();
-    let mut config = sim_config(sync_hostaway::sim::DatasetSize {
+    let mut config = sim_config(hostaway_sim::DatasetSize {
         listings: 2,
         reservations: 6,
         conversations: 3,
         messages_per_conversation: 2,
     });
-    config.accounts = vec![sync_hostaway::sim::SimAccount {
+    config.accounts = vec![hostaway_sim::SimAccount {
         account_id,
         client_secret: CLIENT_SECRET.into(),
     }];

@@ -6,13 +6,15 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use sync_hostaway::sim::{SimConfig, Simulator};
+//! use hostaway_sim::{SimConfig, Simulator};
 //! let sim = Simulator::start(SimConfig::default(), 0).await?;
 //! let base = sim.base_url(); // http://127.0.0.1:PORT/v1
 //! # let _ = base;
 //! sim.stop().await;
 //! # Ok(()) }
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod api;
 mod behaviour;
@@ -53,6 +55,16 @@ pub use state::SimState;
 pub use stats::SimStats;
 
 use envelope::Fail;
+
+/// Installs rustls' ring crypto provider for the simulator's HTTPS-capable
+/// clients (webhook delivery). Idempotent; a provider already installed by
+/// the host process is kept.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
 
 /// Largest request body accepted (webhook deliveries can carry big objects).
 const BODY_LIMIT_BYTES: usize = 8 * 1024 * 1024;

@@ -2,11 +2,13 @@
 //! laptop demos and manual testing. Serves `/v1` like Hostaway and `/_sim`
 //! controls until Ctrl-C.
 
+#![forbid(unsafe_code)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use clap::Parser;
-use sync_hostaway::sim::{
+use hostaway_sim::{
     ActivityFormat, ActivityScope, Behaviour, ConversationOrder, CountMode, CursorMode,
     DatasetSize, MessageOrder, PasswordMasking, ReservationTimestamps, RetryAfter, SimAccount,
     SimConfig, SimLimit, SimRateLimits, Simulator, TokenError, WebhookEnvelope,

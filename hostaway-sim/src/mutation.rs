@@ -361,7 +361,7 @@ mod tests {
     use rand::SeedableRng;
 
     use super::*;
-    use crate::sim::dataset::parse_timestamp;
+    use crate::dataset::parse_timestamp;
 
     fn store() -> AccountStore {
         let anchor = parse_timestamp("2026-03-01 00:00:00").unwrap();

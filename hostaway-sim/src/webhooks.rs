@@ -196,7 +196,7 @@ mod tests {
             .unwrap()
             .create(4815, 71234);
         let fixture = format!(
-            "{}/tests/fixtures/hostaway/unified_webhook_create_response.json",
+            "{}/../tests/fixtures/hostaway/unified_webhook_create_response.json",
             env!("CARGO_MANIFEST_DIR")
         );
         let fixture: Value =
