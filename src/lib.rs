@@ -12,6 +12,7 @@ pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod directory;
+pub mod events;
 pub mod hostaway;
 pub mod http;
 pub mod metrics;

@@ -2,6 +2,7 @@
 //! one process), exposed at `/metrics`. Labels are bounded: event names fold
 //! unknown ones into `other`, endpoints are route templates, never ids.
 
+use crate::events::{EventType, OTHER_LABEL};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -227,7 +228,7 @@ impl Metrics {
     /// Creates every series whose labels are known up front, at zero, so
     /// dashboards and alerts see them before the first event.
     fn initialize_known_series(&self) {
-        for event in EVENT_LABELS {
+        for event in EventType::names().chain([OTHER_LABEL]) {
             self.webhook_apply_failures.with_label_values(&[event]);
             self.webhook_events_applied.with_label_values(&[event]);
         }
@@ -294,19 +295,6 @@ impl Default for Metrics {
     }
 }
 
-/// Event labels: the handled events, plus `other` for the rest.
-pub const EVENT_LABELS: &[&str] = &[
-    "reservation.created",
-    "reservation.updated",
-    "reservation.cancelled",
-    "message.received",
-    "message.created",
-    "listing.created",
-    "listing.updated",
-    "listing.deleted",
-    "other",
-];
-
 /// Actor kinds in `actor_restarts`.
 pub const ACTOR_KINDS: &[&str] = &[
     "account",
@@ -319,11 +307,7 @@ pub const ACTOR_KINDS: &[&str] = &[
     "scheduler",
 ];
 
-/// Event label for metrics: known event names as they are, anything else `other`.
+/// Event label for metrics: handled event names as they are, anything else `other`.
 pub fn event_label(event: &str) -> &'static str {
-    EVENT_LABELS
-        .iter()
-        .find(|label| **label == event)
-        .copied()
-        .unwrap_or("other")
+    EventType::label(event)
 }

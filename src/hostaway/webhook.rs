@@ -8,44 +8,7 @@ use sha2::{Digest, Sha256};
 use super::decode;
 use super::decode::canonical_json;
 
-/// What the service does with an event type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `reservation.created`, `reservation.updated`, `reservation.cancelled`.
-    Reservation,
-    /// `message.received`, `message.created`.
-    Message,
-    /// `listing.created`, `listing.updated`.
-    Listing,
-    /// `listing.deleted`.
-    ListingDeleted,
-}
-
-impl EventKind {
-    pub fn of(event: &str) -> Option<EventKind> {
-        match event {
-            "reservation.created" | "reservation.updated" | "reservation.cancelled" => {
-                Some(EventKind::Reservation)
-            }
-            "message.received" | "message.created" => Some(EventKind::Message),
-            "listing.created" | "listing.updated" => Some(EventKind::Listing),
-            "listing.deleted" => Some(EventKind::ListingDeleted),
-            _ => None,
-        }
-    }
-}
-
-/// Every event type the service applies.
-pub const HANDLED_EVENTS: &[&str] = &[
-    "reservation.created",
-    "reservation.updated",
-    "reservation.cancelled",
-    "message.received",
-    "message.created",
-    "listing.created",
-    "listing.updated",
-    "listing.deleted",
-];
+pub use crate::events::{EventKind, EventType};
 
 /// A delivery that passed validation.
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@ use super::webhooks::read_body;
 use crate::actors::registrar::{EnsureWebhook, RemoveWebhook, RotateCredentials};
 use crate::actors::router::{AccountChanged, RequeueFor, StopAccount, SyncAccount};
 use crate::actors::traced::TraceExt;
+use crate::events::EventType;
 use crate::hostaway::Credentials;
-use crate::hostaway::webhook::HANDLED_EVENTS;
 use crate::http::AppContext;
 use crate::store::accounts::{self, AccountStoreError, EntityCounts, NewAccount};
 use crate::store::inbox;
@@ -197,7 +197,7 @@ fn field_ignored(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErr
             "invalid_body",
             format!(
                 "ignored_events must be a list of event names ({})",
-                HANDLED_EVENTS.join(", ")
+                EventType::names().collect::<Vec<_>>().join(", ")
             ),
         )
     };
@@ -206,7 +206,7 @@ fn field_ignored(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiErr
         Some(Value::Array(items)) => items
             .iter()
             .map(|v| match v {
-                Value::String(s) if !s.is_empty() && s.len() <= 100 => Ok(s.clone()),
+                Value::String(s) if EventType::parse(s).is_some() => Ok(s.clone()),
                 _ => Err(bad()),
             })
             .collect::<Result<Vec<_>, _>>()

@@ -145,6 +145,10 @@ async fn bad_inputs_get_clear_400s(backend: Backend) {
             "ignored_events must be a list",
         ),
         (
+            json!({"account_id": 1001, "client_secret": "s", "ignored_events": ["reservation.updatd"]}),
+            "ignored_events must be a list of event names (reservation.created, reservation.updated",
+        ),
+        (
             json!({"account_id": 1001, "client_secret": "s", "colour": "red"}),
             "unknown field `colour`",
         ),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
     &["config"],
+    &["events"],
     &["backoff", "crypto", "metrics", "paths", "telemetry"],
     &["hostaway"],
     &["store"],
