@@ -235,6 +235,17 @@ pub fn context_from_traceparent(traceparent: &str) -> Option<Context> {
     cx.span().span_context().is_valid().then_some(cx)
 }
 
+/// The OpenTelemetry span context of `span`: what travels between actors
+/// (the span itself would stay open as long as a handle to it lives).
+pub fn span_context(span: &tracing::Span) -> opentelemetry::trace::SpanContext {
+    span.context().span().span_context().clone()
+}
+
+/// `span_context` of the current span.
+pub fn current_span_context() -> opentelemetry::trace::SpanContext {
+    span_context(&tracing::Span::current())
+}
+
 /// Makes `span` a child of the delivery described by `traceparent`. Call it
 /// before the span is entered.
 pub fn set_remote_parent(span: &tracing::Span, traceparent: Option<&str>) {

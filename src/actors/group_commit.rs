@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tracing::Span;
 
 use super::supervision::contain;
-use super::traced::Traced;
+use super::traced::{SpanContext, Traced, adopt};
 use crate::metrics::Metrics;
 
 pub use crate::store::write::BatchError;
@@ -69,7 +69,7 @@ async fn commit_with_split<J: BatchJob>(
 
 struct Pending<J: BatchJob> {
     item: J::Item,
-    parents: Vec<Span>,
+    parents: Vec<SpanContext>,
     reply: oneshot::Sender<Result<J::Output, BatchError>>,
 }
 
@@ -106,21 +106,14 @@ impl<J: BatchJob> GroupCommit<J> {
         let mut replies = Vec::with_capacity(batch.len());
         let mut items = Vec::with_capacity(batch.len());
         for pending in batch {
-            let parent = pending.parents.first().cloned().unwrap_or_else(Span::none);
             let span = tracing::info_span!(
-                parent: &parent,
+                parent: None,
                 "group_commit.item",
                 otel.name = J::ITEM_SPAN,
                 actor = J::ACTOR,
                 batch.size = take,
             );
-            {
-                use opentelemetry::trace::TraceContextExt;
-                use tracing_opentelemetry::OpenTelemetrySpanExt;
-                for other in pending.parents.iter().skip(1) {
-                    span.add_link(other.context().span().span_context().clone());
-                }
-            }
+            adopt(&span, &pending.parents);
             items.push((pending.item, span));
             replies.push(pending.reply);
         }

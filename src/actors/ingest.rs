@@ -12,7 +12,7 @@ use tracing::{Instrument, Span};
 
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use super::router::{AccountRouter, Dispatch};
-use super::traced::TraceExt;
+use super::traced::{TraceExt, context_of};
 use crate::metrics::Metrics;
 use crate::store::begin_write;
 use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
@@ -112,7 +112,8 @@ impl BatchJob for InboxJob {
                 }
                 for (account_id, (mut rows, spans)) in by_account {
                     rows.sort_by_key(|r| r.id);
-                    router.do_send(Dispatch { account_id, rows }.traced_by(spans));
+                    let parents = spans.iter().map(context_of).collect();
+                    router.do_send(Dispatch { account_id, rows }.traced_by(parents));
                 }
                 Ok(results)
             }

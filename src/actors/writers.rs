@@ -16,6 +16,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tracing::{Instrument, Span};
 
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
+use super::traced::SpanContext;
 use crate::metrics::{Metrics, event_label};
 use crate::store::rows::{ListingRow, ReservationRow, ThreadMerge};
 use crate::store::upserts::{Key, Written};
@@ -355,7 +356,7 @@ impl MirrorWriter for Writers {
     fn write_listings(
         &self,
         item: WriteItem<Vec<ListingChange>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
         Box::pin(submit(&self.listings, item, parents))
     }
@@ -363,7 +364,7 @@ impl MirrorWriter for Writers {
     fn write_reservations(
         &self,
         item: WriteItem<Vec<ReservationRow>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
         Box::pin(submit(&self.reservations, item, parents))
     }
@@ -371,7 +372,7 @@ impl MirrorWriter for Writers {
     fn write_threads(
         &self,
         item: WriteItem<Vec<ThreadMerge>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
         Box::pin(submit(&self.threads, item, parents))
     }
@@ -381,7 +382,7 @@ impl MirrorWriter for Writers {
 async fn submit<W: EntityWrites>(
     writer: &actix::Addr<GroupCommit<Writer<W>>>,
     item: WriteItem<W::Op>,
-    parents: Vec<Span>,
+    parents: Vec<SpanContext>,
 ) -> Result<Vec<Key>, BatchError> {
     use super::traced::TraceExt;
     writer

@@ -16,15 +16,14 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::{Instrument, field::Empty};
 
 use super::decode;
 use super::error::HostawayError;
 use super::paging::{self, Collected};
 use super::ratelimit::RateLimiter;
 use super::tokens::{Token, TokenCache, TokenStore};
+use super::transport::{Anonymous, Attempt, Body, Call, Sender, Try};
 use super::types::{Envelope, TokenResponse, WebhookRegistration, WebhookSpec};
-use crate::backoff::Backoff;
 use crate::config::HostawaySettings;
 use crate::metrics::Metrics;
 
@@ -67,68 +66,71 @@ pub struct HostawayClient {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    http: reqwest::Client,
-    base_url: String,
-    settings: HostawaySettings,
-    limiter: RateLimiter,
-    tokens: TokenCache,
-    metrics: Arc<Metrics>,
+pub(super) struct Inner {
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: String,
+    pub(super) settings: HostawaySettings,
+    pub(super) limiter: RateLimiter,
+    pub(super) tokens: TokenCache,
+    pub(super) metrics: Arc<Metrics>,
     /// The `latestActivityStart` format the server took last:
     /// `ACTIVITY_AS_DATETIME` or `ACTIVITY_AS_DATE`.
-    activity_format: AtomicU8,
+    pub(super) activity_format: AtomicU8,
 }
 
 const ACTIVITY_AS_DATETIME: u8 = 0;
 const ACTIVITY_AS_DATE: u8 = 1;
 
-enum Body {
-    Empty,
-    Json(Value),
-    Form(Vec<(&'static str, String)>),
+/// Every other endpoint: the account's token, replaced once if refused.
+struct WithToken<'a> {
+    account: &'a AccountClient,
+    token: Arc<Token>,
+    refreshed: bool,
 }
 
-/// One logical request (retried as a unit).
-struct Call {
-    method: Method,
-    path: String,
-    endpoint: &'static str,
-    query: Vec<(&'static str, String)>,
-    body: Body,
-}
-
-impl Call {
-    fn new(method: Method, path: impl Into<String>, endpoint: &'static str) -> Self {
-        Call {
-            method,
-            path: path.into(),
-            endpoint,
-            query: Vec::new(),
-            body: Body::Empty,
+impl Sender for WithToken<'_> {
+    async fn send(
+        &mut self,
+        inner: &Inner,
+        call: &Call,
+        attempt: u32,
+    ) -> Result<Try, HostawayError> {
+        let account_id = self.account.account_id();
+        self.token.ready().await;
+        inner.limiter.acquire(account_id).await;
+        let outcome = inner
+            .send_once(call, Some(self.token.expose()), account_id, attempt)
+            .await;
+        let refused = matches!(
+            &outcome,
+            Attempt::Status { status, .. }
+                if matches!(*status, StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
+        );
+        if !refused {
+            return Ok(Try::Sent(outcome));
         }
+        if self.refreshed {
+            return Err(HostawayError::AuthFailed {
+                account_id,
+                message: format!("a freshly issued token was refused on {}", call.endpoint),
+            });
+        }
+        self.refreshed = true;
+        inner
+            .metrics
+            .hostaway_retries
+            .with_label_values(&["token"])
+            .inc();
+        self.token = inner
+            .tokens
+            .refresh(account_id, &self.token, self.account.token_fetcher())
+            .await?;
+        Ok(Try::TokenReplaced)
     }
 
-    fn query(mut self, key: &'static str, value: impl ToString) -> Self {
-        self.query.push((key, value.to_string()));
-        self
+    fn is_token_request(&self) -> bool {
+        false
     }
-
-    fn json(mut self, body: Value) -> Self {
-        self.body = Body::Json(body);
-        self
-    }
-}
-
-/// What one attempt produced.
-enum Attempt {
-    Ok(bytes::Bytes),
-    Status {
-        status: StatusCode,
-        message: String,
-        retry_after: Option<Duration>,
-    },
-    Timeout,
-    Connect(String),
 }
 
 impl HostawayClient {
@@ -180,178 +182,6 @@ impl HostawayClient {
 }
 
 impl Inner {
-    fn backoff(&self, attempt: u32) -> Duration {
-        Backoff::from_millis(self.settings.retry_base_ms, self.settings.retry_max_ms)
-            .jittered(attempt)
-    }
-
-    /// Sends one attempt and records its span and metrics.
-    async fn send_once(
-        &self,
-        call: &Call,
-        token: Option<&str>,
-        account_id: i64,
-        attempt: u32,
-    ) -> Attempt {
-        let span = tracing::info_span!(
-            "hostaway.request",
-            otel.name = call.endpoint,
-            otel.kind = "client",
-            otel.status_code = Empty,
-            http.request.method = %call.method,
-            url.template = call.endpoint,
-            server.address = Empty,
-            http.response.status_code = Empty,
-            hostaway.account_id = account_id,
-            hostaway.attempt = attempt,
-            error.type = Empty,
-        );
-        let url = format!("{}{}", self.base_url, call.path);
-        let mut request = self
-            .http
-            .request(call.method.clone(), &url)
-            .query(&call.query)
-            .header(reqwest::header::CACHE_CONTROL, "no-cache");
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        request = match &call.body {
-            Body::Empty => request,
-            Body::Json(body) => request.json(body),
-            Body::Form(fields) => request.form(fields),
-        };
-        let started = Instant::now();
-        let outcome = async {
-            let response = match request.send().await {
-                Ok(response) => response,
-                Err(err) => return classify(err),
-            };
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            let body = match response.bytes().await {
-                Ok(body) => body,
-                Err(err) => return classify(err),
-            };
-            if status.is_success() {
-                Attempt::Ok(body)
-            } else {
-                Attempt::Status {
-                    status,
-                    message: error_message(&body),
-                    retry_after,
-                }
-            }
-        }
-        .instrument(span.clone())
-        .await;
-
-        let status_label = match &outcome {
-            Attempt::Ok(_) => "200".to_string(),
-            Attempt::Status { status, .. } => status.as_u16().to_string(),
-            Attempt::Timeout => "timeout".to_string(),
-            Attempt::Connect(_) => "error".to_string(),
-        };
-        match &outcome {
-            Attempt::Ok(_) => {
-                span.record("http.response.status_code", 200);
-            }
-            Attempt::Status { status, .. } => {
-                span.record("http.response.status_code", status.as_u16());
-                span.record("error.type", status.as_str());
-                span.record("otel.status_code", "ERROR");
-            }
-            Attempt::Timeout => {
-                span.record("error.type", "timeout");
-                span.record("otel.status_code", "ERROR");
-            }
-            Attempt::Connect(_) => {
-                span.record("error.type", "connect");
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        self.metrics
-            .hostaway_requests
-            .with_label_values(&[call.endpoint, &status_label])
-            .inc();
-        self.metrics
-            .hostaway_latency
-            .with_label_values(&[call.endpoint])
-            .observe(started.elapsed().as_secs_f64());
-        if matches!(&outcome, Attempt::Status { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS)
-        {
-            self.metrics.hostaway_rate_limited.inc();
-        }
-        outcome
-    }
-
-    /// The wait before retrying `outcome`, or `None` when it must not be retried.
-    fn retry_delay(&self, outcome: &Attempt, attempt: u32) -> Option<(Duration, &'static str)> {
-        match outcome {
-            Attempt::Ok(_) => None,
-            Attempt::Status {
-                status,
-                retry_after,
-                ..
-            } if *status == StatusCode::TOO_MANY_REQUESTS => {
-                // A 429 waits a full window, or longer if Retry-After asks,
-                // but never beyond `hostaway.max_retry_after_secs`.
-                let cap = Duration::from_secs(self.settings.max_retry_after_secs.max(1));
-                let floor = retry_after
-                    .unwrap_or_default()
-                    .max(self.limiter.full_window())
-                    .min(cap);
-                Some((floor + self.backoff(attempt), "rate_limited"))
-            }
-            Attempt::Status { status, .. } if status.is_server_error() => {
-                Some((self.backoff(attempt), "server_error"))
-            }
-            Attempt::Status { .. } => None,
-            Attempt::Timeout => Some((self.backoff(attempt), "timeout")),
-            Attempt::Connect(_) => Some((self.backoff(attempt), "connect")),
-        }
-    }
-
-    /// Runs `call` without a token (the token endpoint), with retries.
-    async fn execute_unauthenticated(
-        &self,
-        call: &Call,
-        account_id: i64,
-    ) -> Result<bytes::Bytes, HostawayError> {
-        let max = self.settings.max_attempts.max(1);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.limiter.acquire(account_id).await;
-            let outcome = self.send_once(call, None, account_id, attempt).await;
-            if let Attempt::Ok(body) = outcome {
-                return Ok(body);
-            }
-            match self.retry_delay(&outcome, attempt) {
-                Some((delay, reason)) if attempt < max => {
-                    self.metrics
-                        .hostaway_retries
-                        .with_label_values(&[reason])
-                        .inc();
-                    tokio::time::sleep(delay).await;
-                }
-                _ => {
-                    return Err(final_error(
-                        call.endpoint,
-                        outcome,
-                        attempt,
-                        account_id,
-                        true,
-                    ));
-                }
-            }
-        }
-    }
-
     /// Fetches a new token with the client-credentials grant.
     async fn fetch_token(
         self: Arc<Self>,
@@ -372,9 +202,10 @@ impl Inner {
                 ("scope", "general".into()),
             ]),
         };
-        let body = self
-            .execute_unauthenticated(&call, credentials.account_id)
-            .await?;
+        let sender = Anonymous {
+            account_id: credentials.account_id,
+        };
+        let body = self.retrying(&call, credentials.account_id, sender).await?;
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| HostawayError::Decode {
                 endpoint: endpoints::ACCESS_TOKENS.into(),
@@ -392,58 +223,6 @@ impl Inner {
             Utc::now() + chrono::Duration::seconds(lifetime),
             Instant::now() + Duration::from_millis(self.settings.token_ready_delay_ms),
         ))
-    }
-}
-
-fn classify(err: reqwest::Error) -> Attempt {
-    if err.is_timeout() {
-        Attempt::Timeout
-    } else {
-        // Never keep the URL: the token-revoke call carries a token in it.
-        Attempt::Connect(err.without_url().to_string())
-    }
-}
-
-fn error_message(body: &[u8]) -> String {
-    match serde_json::from_slice::<Envelope>(body) {
-        Ok(envelope) => envelope
-            .error_message()
-            .unwrap_or_else(|| "no message".to_string()),
-        Err(_) => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-    }
-}
-
-fn final_error(
-    endpoint: &str,
-    outcome: Attempt,
-    attempts: u32,
-    account_id: i64,
-    token_endpoint: bool,
-) -> HostawayError {
-    let endpoint = endpoint.to_string();
-    match outcome {
-        Attempt::Ok(_) => HostawayError::Decode {
-            endpoint,
-            message: "unexpected success".into(),
-        },
-        Attempt::Status { status, .. } if status == StatusCode::TOO_MANY_REQUESTS => {
-            HostawayError::RateLimited { endpoint, attempts }
-        }
-        Attempt::Status {
-            status, message, ..
-        } if token_endpoint && status.is_client_error() => HostawayError::AuthFailed {
-            account_id,
-            message: format!("{status}: {message}"),
-        },
-        Attempt::Status {
-            status, message, ..
-        } => HostawayError::Api {
-            endpoint,
-            status: status.as_u16(),
-            message,
-        },
-        Attempt::Timeout => HostawayError::Timeout { endpoint, attempts },
-        Attempt::Connect(message) => HostawayError::Connect { endpoint, message },
     }
 }
 
@@ -479,73 +258,14 @@ impl AccountClient {
     async fn execute(&self, call: &Call) -> Result<Envelope, HostawayError> {
         let inner = &self.client.inner;
         let account_id = self.account_id();
-        let max = inner.settings.max_attempts.max(1);
-        let mut token = inner.tokens.get(account_id, self.token_fetcher()).await?;
-        let mut refreshed = false;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            token.ready().await;
-            inner.limiter.acquire(account_id).await;
-            let outcome = inner
-                .send_once(call, Some(token.expose()), account_id, attempt)
-                .await;
-            let status = match &outcome {
-                Attempt::Ok(body) => return parse_envelope(call.endpoint, body),
-                Attempt::Status { status, .. } => Some(*status),
-                _ => None,
-            };
-            if matches!(
-                status,
-                Some(StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
-            ) {
-                if refreshed {
-                    return Err(HostawayError::AuthFailed {
-                        account_id,
-                        message: format!("a freshly issued token was refused on {}", call.endpoint),
-                    });
-                }
-                refreshed = true;
-                inner
-                    .metrics
-                    .hostaway_retries
-                    .with_label_values(&["token"])
-                    .inc();
-                token = inner
-                    .tokens
-                    .refresh(account_id, &token, self.token_fetcher())
-                    .await?;
-                // A refused token is not a failed attempt.
-                attempt -= 1;
-                continue;
-            }
-            match inner.retry_delay(&outcome, attempt) {
-                Some((delay, reason)) if attempt < max => {
-                    inner
-                        .metrics
-                        .hostaway_retries
-                        .with_label_values(&[reason])
-                        .inc();
-                    tracing::debug!(
-                        endpoint = call.endpoint,
-                        attempt,
-                        ?delay,
-                        reason,
-                        "retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                _ => {
-                    return Err(final_error(
-                        call.endpoint,
-                        outcome,
-                        attempt,
-                        account_id,
-                        false,
-                    ));
-                }
-            }
-        }
+        let token = inner.tokens.get(account_id, self.token_fetcher()).await?;
+        let sender = WithToken {
+            account: self,
+            token,
+            refreshed: false,
+        };
+        let body = inner.retrying(call, account_id, sender).await?;
+        parse_envelope(call.endpoint, &body)
     }
 
     /// One page request of `path`, with `extra` query parameters.
@@ -930,9 +650,10 @@ impl AccountClient {
             .await?;
         let call = Call::new(Method::DELETE, "/accessTokens", endpoints::REVOKE_TOKEN)
             .query("token", token.expose());
-        let result = inner
-            .execute_unauthenticated(&call, self.account_id())
-            .await;
+        let sender = Anonymous {
+            account_id: self.account_id(),
+        };
+        let result = inner.retrying(&call, self.account_id(), sender).await;
         inner.tokens.forget(self.account_id());
         result.map(|_| ())
     }

@@ -7,6 +7,7 @@ pub mod error;
 pub mod paging;
 pub mod ratelimit;
 pub mod tokens;
+mod transport;
 pub mod types;
 pub mod webhook;
 

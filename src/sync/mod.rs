@@ -13,10 +13,11 @@ use std::time::Instant;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::future::LocalBoxFuture;
 use futures::{StreamExt, TryStreamExt};
+use opentelemetry::trace::SpanContext;
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{Instrument, Span};
+use tracing::Instrument;
 
 use crate::config::SyncSettings;
 use crate::hostaway::{AccountClient, HostawayError, decode};
@@ -102,17 +103,17 @@ pub trait MirrorWriter {
     fn write_listings(
         &self,
         item: WriteItem<Vec<ListingChange>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
     fn write_reservations(
         &self,
         item: WriteItem<Vec<rows::ReservationRow>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
     fn write_threads(
         &self,
         item: WriteItem<Vec<rows::ThreadMerge>>,
-        parents: Vec<Span>,
+        parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>>;
 }
 
@@ -320,7 +321,7 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
             }
             .version(None),
         });
-        let parents = vec![Span::current()];
+        let parents = vec![crate::telemetry::current_span_context()];
         let present: HashSet<i64> = present.into_iter().collect();
         let (listings_written, reservations_written, threads_written) = futures::try_join!(
             ctx.writers.write_listings(

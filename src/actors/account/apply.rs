@@ -1,0 +1,248 @@
+//! Applying a batch of inbox rows: decode each, group the changes by entity
+//! table, write each group through its writer (one request; if it fails,
+//! each row alone, so only bad rows fail), and decide the fate of each
+//! failed row (retry with backoff, or dead letter). Plain async functions:
+//! the actor runs them one batch at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tracing::Span;
+
+use crate::actors::supervision::contain_sync;
+use crate::actors::traced::{SpanContext, context_of};
+use crate::actors::writers::{ListingChange, Settle, WriteItem, Writers};
+use crate::backoff::Backoff;
+use crate::context::Core;
+use crate::hostaway::webhook::{WebhookEvent, decode_event};
+use crate::store::inbox::{self, InboxRow};
+use crate::store::rows::{self, Owner};
+use crate::store::upserts::Key;
+use crate::store::version::{Observed, Source};
+use crate::store::write::BatchError;
+use crate::sync::MirrorWriter;
+
+/// Outcome of applying one batch of rows.
+pub(super) struct Applied {
+    pub done: Vec<i64>,
+    /// Rows that failed: id, attempts so far, retry time (None = dead letter).
+    pub failed: Vec<(i64, i32, Option<DateTime<Utc>>)>,
+    /// A handler panicked: restart after recording the failure.
+    pub panicked: bool,
+}
+
+/// Decodes and applies a batch of rows through the writers; records failures.
+pub(super) async fn apply_rows(
+    core: Arc<Core>,
+    writers: Writers,
+    owner: Owner,
+    rows: Vec<InboxRow>,
+) -> Applied {
+    if core.settings.faults.slow_apply_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(core.settings.faults.slow_apply_ms)).await;
+    }
+    let mut applied = Applied {
+        done: Vec::new(),
+        failed: Vec::new(),
+        panicked: false,
+    };
+    let faults = &core.settings.faults;
+    let mut reservations: Vec<(InboxRow, rows::ReservationRow, Span)> = Vec::new();
+    let mut threads: Vec<(InboxRow, Vec<rows::ThreadMerge>, Span)> = Vec::new();
+    let mut listings: Vec<(InboxRow, ListingChange, Span)> = Vec::new();
+    let mut failures: Vec<(InboxRow, String)> = Vec::new();
+    let max_future_skew = core.settings.webhooks.max_future_skew();
+
+    for row in rows {
+        let observed = Observed {
+            seen: row.received_at,
+            source: Source::Webhook,
+            max_future_skew,
+        };
+        let span = tracing::info_span!(
+            parent: None,
+            "account.apply",
+            otel.name = "account.apply",
+            hostaway.account_id = row.account_id,
+            hostaway.event = %row.event_type,
+            inbox.event_id = row.id,
+            inbox.attempt = row.attempts + 1,
+        );
+        crate::telemetry::set_remote_parent(&span, row.traceparent.as_deref());
+        let decoded = span.in_scope(|| {
+            contain_sync(|| -> Result<WebhookEvent, String> {
+                let event = decode_event(&row.event_type, &row.payload)?;
+                if let WebhookEvent::Reservation(data) | WebhookEvent::Message(data) = &event {
+                    let key = if matches!(event, WebhookEvent::Reservation(_)) {
+                        "id"
+                    } else {
+                        "reservationId"
+                    };
+                    if let Some(id) = crate::hostaway::decode::id_field(data, key) {
+                        if faults.panic_on_reservation_ids.contains(&id) {
+                            panic!("injected panic applying reservation {id}");
+                        }
+                        if faults.fail_on_reservation_ids.contains(&id) {
+                            return Err(format!("injected failure applying reservation {id}"));
+                        }
+                    }
+                }
+                Ok(event)
+            })
+        });
+        match decoded {
+            Err(panic) => {
+                applied.panicked = true;
+                failures.push((row, panic.to_string()));
+            }
+            Ok(Err(reason)) => failures.push((row, reason)),
+            Ok(Ok(WebhookEvent::Reservation(data))) => {
+                match rows::reservation_row(owner, data, &observed) {
+                    Some(r) => reservations.push((row, r, span)),
+                    None => failures.push((row, "reservation without id or listingMapId".into())),
+                }
+            }
+            Ok(Ok(WebhookEvent::Message(data))) => {
+                let merges = rows::thread_merges(owner, vec![data], &observed);
+                if merges.is_empty() {
+                    failures.push((row, "message without id or reservationId".into()));
+                } else {
+                    threads.push((row, merges, span));
+                }
+            }
+            Ok(Ok(WebhookEvent::Listing(data))) => {
+                match rows::listing_row(owner, data, &observed) {
+                    Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
+                    None => failures.push((row, "listing without an id".into())),
+                }
+            }
+            Ok(Ok(WebhookEvent::ListingDeleted(id))) => {
+                let stamp =
+                    crate::hostaway::webhook::entity_of(&row.payload).and_then(rows::entity_stamp);
+                let version = Observed {
+                    source: Source::Delete,
+                    ..observed
+                }
+                .version(stamp);
+                listings.push((
+                    row,
+                    ListingChange::Delete {
+                        account_id: owner.account_id,
+                        id,
+                        version,
+                    },
+                    span,
+                ))
+            }
+        }
+    }
+
+    let (r, t, l) = futures::join!(
+        write_group(&reservations, |items, parents| {
+            let writers = writers.clone();
+            async move { writers.write_reservations(items, parents).await }
+        }),
+        write_group(
+            &threads,
+            |items: WriteItem<Vec<Vec<rows::ThreadMerge>>>, parents| {
+                let writers = writers.clone();
+                async move {
+                    let item = WriteItem {
+                        op: items.op.into_iter().flatten().collect(),
+                        settle: items.settle,
+                    };
+                    writers.write_threads(item, parents).await
+                }
+            }
+        ),
+        write_group(&listings, |items, parents| {
+            let writers = writers.clone();
+            async move { writers.write_listings(items, parents).await }
+        }),
+    );
+    for (done, failed) in [r, t, l] {
+        applied.done.extend(done);
+        failures.extend(failed);
+    }
+
+    for (row, error) in failures {
+        let attempts = row.attempts + 1;
+        let max = core.settings.webhooks.max_attempts as i32;
+        let retry_at = (attempts < max).then(|| Utc::now() + backoff(&core, attempts));
+        core.metrics
+            .webhook_apply_failures
+            .with_label_values(&[crate::metrics::event_label(&row.event_type)])
+            .inc();
+        if retry_at.is_none() {
+            core.metrics.webhook_dead_letters.inc();
+            tracing::error!(account_id = row.account_id, inbox_id = row.id, event = %row.event_type, attempts, error = %error, "event dead-lettered");
+        } else {
+            tracing::warn!(account_id = row.account_id, inbox_id = row.id, event = %row.event_type, attempts, error = %error, "event failed; will retry");
+        }
+        match inbox::record_failure(&core.db, row.id, attempts, &error, retry_at).await {
+            Ok(()) => applied.failed.push((row.id, attempts, retry_at)),
+            // Not recorded: leave it pending and try again shortly.
+            Err(err) => {
+                tracing::warn!(inbox_id = row.id, error = %err, "could not record the failure");
+                applied.failed.push((
+                    row.id,
+                    row.attempts,
+                    Some(Utc::now() + chrono::Duration::seconds(1)),
+                ));
+            }
+        }
+    }
+    applied
+}
+
+/// Writes one kind of change for a batch of rows as one request; if that
+/// fails, each row alone, so only the bad rows fail.
+async fn write_group<Op, F, Fut>(
+    group: &[(InboxRow, Op, Span)],
+    write: F,
+) -> (Vec<i64>, Vec<(InboxRow, String)>)
+where
+    Op: Clone,
+    F: Fn(WriteItem<Vec<Op>>, Vec<SpanContext>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Key>, BatchError>>,
+{
+    if group.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let item = |rows: &[(InboxRow, Op, Span)]| WriteItem {
+        op: rows.iter().map(|(_, op, _)| op.clone()).collect(),
+        settle: rows
+            .iter()
+            .map(|(row, _, _)| Settle {
+                inbox_id: row.id,
+                event: row.event_type.clone(),
+                received_at: row.received_at,
+            })
+            .collect(),
+    };
+    let spans =
+        |rows: &[(InboxRow, Op, Span)]| rows.iter().map(|(_, _, s)| context_of(s)).collect();
+    match write(item(group), spans(group)).await {
+        Ok(_) => (group.iter().map(|(row, _, _)| row.id).collect(), Vec::new()),
+        Err(err) if group.len() == 1 => (Vec::new(), vec![(group[0].0.clone(), err.to_string())]),
+        Err(_) => {
+            let mut done = Vec::new();
+            let mut failed = Vec::new();
+            for one in group.chunks(1) {
+                match write(item(one), spans(one)).await {
+                    Ok(_) => done.push(one[0].0.id),
+                    Err(err) => failed.push((one[0].0.clone(), err.to_string())),
+                }
+            }
+            (done, failed)
+        }
+    }
+}
+
+fn backoff(core: &Core, attempts: i32) -> chrono::Duration {
+    let settings = &core.settings.webhooks;
+    let delay = Backoff::from_millis(settings.retry_base_ms, settings.retry_max_ms)
+        .delay(attempts.max(0) as u32);
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+}

@@ -1,0 +1,238 @@
+//! The account's syncs: a queued sync's fetch runs beside the applies (slow,
+//! rate-limited, writes nothing); what it fetched is then written as one
+//! unit, serialized with the applies; the outcome is recorded on the account
+//! and answers everyone who asked for that sync.
+
+use std::time::Duration;
+
+use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use chrono::{DateTime, Utc};
+
+use super::{AccountActor, FetchedSync, PendingSync};
+use crate::actors::registrar::EnsureWebhook;
+use crate::actors::supervision::contain;
+use crate::actors::traced::TraceExt;
+use crate::actors::writers::Writers;
+use crate::context::Core;
+use crate::hostaway::AccountClient;
+use crate::store::accounts;
+use crate::store::rows::Owner;
+use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
+
+impl AccountActor {
+    /// Starts the fetch of the next sync beside the applies (no write).
+    pub(super) fn start_fetch(&mut self, ctx: &mut Context<Self>) {
+        let Some(pending) = self.syncs.pop_front() else {
+            return;
+        };
+        let Some(client) = self.client.clone() else {
+            let error = SyncError::Unavailable("the account's secret cannot be read".into());
+            for reply in pending.replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+            return;
+        };
+        self.fetching = true;
+        let core = self.core.clone();
+        let writers = self.writers.clone();
+        let owner = self.owner;
+        let last_sync_at = self.last_sync_at;
+        let request = pending.request;
+        let account_id = self.account_id;
+        let span = tracing::info_span!(
+            parent: None,
+            "sync.run",
+            otel.name = "sync.run",
+            hostaway.account_id = account_id,
+            sync.mode = request.mode.as_str(),
+            sync.dry_run = request.dry_run,
+        );
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            span.add_link(pending.trigger.clone());
+        }
+        let started = std::time::Instant::now();
+        let work = async move {
+            if !request.dry_run {
+                accounts::record_sync_state(&core.db, account_id, "syncing", None, None).await?;
+            }
+            if core
+                .settings
+                .faults
+                .panic_on_sync_accounts
+                .contains(&account_id)
+            {
+                panic!("injected sync panic for account {account_id}");
+            }
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            let limit = core.settings.sync.max_duration_secs;
+            tokio::time::timeout(Duration::from_secs(limit), sync::fetch(&context, request))
+                .await
+                .unwrap_or(Err(SyncError::TimedOut(limit)))
+        };
+        let traced = tracing::Instrument::instrument(contain(work), span.clone());
+        ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
+            act.fetching = false;
+            match outcome {
+                Ok(Ok(fetched)) => {
+                    act.to_write = Some(FetchedSync {
+                        pending,
+                        fetched,
+                        span,
+                        started,
+                    });
+                }
+                Ok(Err(error)) => act.end_sync(ctx, pending, started, Err(error)),
+                Err(panic) => {
+                    act.end_sync(ctx, pending, started, Err(SyncError::Panicked(panic.0)));
+                    tracing::error!(
+                        account_id = act.account_id,
+                        "sync panicked; restarting the account actor"
+                    );
+                    ctx.stop();
+                    return;
+                }
+            }
+            act.drive(ctx);
+        }));
+    }
+
+    /// Writes a fetched sync as one unit, serialized with the applies.
+    pub(super) fn start_sync_write(&mut self, ctx: &mut Context<Self>) {
+        let Some(FetchedSync {
+            pending,
+            fetched,
+            span,
+            started,
+        }) = self.to_write.take()
+        else {
+            return;
+        };
+        let Some(client) = self.client.clone() else {
+            let error = SyncError::Unavailable("the account's secret cannot be read".into());
+            self.end_sync(ctx, pending, started, Err(error));
+            self.drive(ctx);
+            return;
+        };
+        self.busy = true;
+        let core = self.core.clone();
+        let writers = self.writers.clone();
+        let (owner, last_sync_at) = (self.owner, self.last_sync_at);
+        let work = async move {
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            sync::write(&context, fetched).await
+        };
+        let traced = tracing::Instrument::instrument(contain(work), span);
+        ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
+            act.busy = false;
+            match outcome {
+                Ok(result) => act.end_sync(ctx, pending, started, result),
+                Err(panic) => {
+                    act.end_sync(ctx, pending, started, Err(SyncError::Panicked(panic.0)));
+                    ctx.stop();
+                    return;
+                }
+            }
+            act.drive(ctx);
+        }));
+    }
+
+    /// Records a finished (or failed) sync and answers whoever waits for it.
+    pub(super) fn end_sync(
+        &mut self,
+        ctx: &mut Context<Self>,
+        pending: PendingSync,
+        started: std::time::Instant,
+        result: Result<SyncReport, SyncError>,
+    ) {
+        let mode_label = pending.request.mode.as_str();
+        self.core
+            .metrics
+            .sync_duration
+            .with_label_values(&[mode_label])
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics_for_sync(mode_label, &result);
+        if result.is_ok() {
+            self.succeeded();
+        }
+        self.finish_sync(ctx, pending.request, &result);
+        for reply in pending.replies {
+            let _ = reply.send(result.clone());
+        }
+    }
+
+    pub(super) fn metrics_for_sync(&self, mode: &str, result: &Result<SyncReport, SyncError>) {
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        self.core
+            .metrics
+            .sync_runs
+            .with_label_values(&[mode, outcome])
+            .inc();
+    }
+
+    /// Records the outcome on the account (not for dry runs).
+    pub(super) fn finish_sync(
+        &mut self,
+        ctx: &mut Context<Self>,
+        request: SyncRequest,
+        result: &Result<SyncReport, SyncError>,
+    ) {
+        if request.dry_run {
+            return;
+        }
+        let (state, error, synced_at) = match result {
+            Ok(report) => {
+                self.last_sync_at = Some(report.started_at);
+                ("idle", None, Some(report.started_at))
+            }
+            Err(err) => {
+                tracing::warn!(account_id = self.account_id, error = %err, "sync failed");
+                ("failed", Some(err.to_string()), None)
+            }
+        };
+        let core = self.core.clone();
+        let registrar = self.registrar.clone();
+        let account_id = self.account_id;
+        let record = async move {
+            if let Err(err) = accounts::record_sync_state(
+                &core.db,
+                account_id,
+                state,
+                error.as_deref(),
+                synced_at,
+            )
+            .await
+            {
+                tracing::warn!(account_id, error = %err, "could not record the sync outcome");
+            }
+            if let Some(at) = synced_at {
+                core.directory.set_last_sync(account_id, at);
+                // Every successful sync also checks the subscription at
+                // Hostaway (deleted or disabled there: repaired).
+                registrar.do_send(EnsureWebhook { account_id }.traced());
+            }
+        };
+        ctx.spawn(record.into_actor(self));
+    }
+}
+
+/// What a sync run needs, from the account's shared services.
+fn sync_context<'a>(
+    core: &'a Core,
+    client: &'a AccountClient,
+    writers: &'a Writers,
+    owner: Owner,
+    last_sync_at: Option<DateTime<Utc>>,
+) -> SyncContext<'a> {
+    SyncContext {
+        client,
+        owner,
+        db: &core.db,
+        writers,
+        settings: &core.settings.sync,
+        concurrency: core.settings.hostaway.concurrency,
+        metrics: &core.metrics,
+        last_sync_at,
+        max_future_skew: core.settings.webhooks.max_future_skew(),
+    }
+}
