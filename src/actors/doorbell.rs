@@ -139,17 +139,7 @@ mod tests {
     use super::*;
 
     fn row(id: i64, size: usize) -> InboxRow {
-        InboxRow {
-            id,
-            account_id: 1,
-            event_type: "reservation.updated".into(),
-            payload: Arc::new(serde_json::json!({})),
-            attempts: 0,
-            next_attempt_at: None,
-            traceparent: None,
-            received_at: chrono::Utc::now(),
-            size,
-        }
+        InboxRow::sample(id, size)
     }
 
     #[test]

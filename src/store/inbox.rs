@@ -83,6 +83,24 @@ pub struct InboxRow {
     pub size: usize,
 }
 
+#[cfg(test)]
+impl InboxRow {
+    /// A pending `reservation.updated` row of `size` payload bytes.
+    pub(crate) fn sample(id: i64, size: usize) -> InboxRow {
+        InboxRow {
+            id,
+            account_id: 1,
+            event_type: "reservation.updated".into(),
+            payload: std::sync::Arc::new(serde_json::json!({})),
+            attempts: 0,
+            next_attempt_at: None,
+            traceparent: None,
+            received_at: Utc::now(),
+            size,
+        }
+    }
+}
+
 /// An inbox row for the admin API (the payload included).
 #[derive(Debug, Clone, Serialize)]
 pub struct EventRecord {
