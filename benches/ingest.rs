@@ -232,7 +232,7 @@ struct Figures {
 
 async fn run_backend(db: &Database, clients: usize, seconds: u64) -> Figures {
     println!("== {}: starting the service", db.name());
-    let service = Service::start(db, &[]);
+    let mut service = common::start_service(db, &[]);
     let http = reqwest::Client::new();
     common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
     let conn = db.connect().await;
@@ -282,7 +282,7 @@ async fn run_backend(db: &Database, clients: usize, seconds: u64) -> Figures {
     }) {
         println!("  {line}");
     }
-    service.stop();
+    service.terminate();
     Figures {
         backend: db.name(),
         burst,

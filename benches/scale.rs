@@ -52,20 +52,20 @@ fn main() {
         let db = Database::postgres().unwrap_or_else(Database::sqlite);
         let http = reqwest::Client::new();
 
-        let empty = Service::start(&db, &[]);
+        let mut empty = common::start_service(&db, &[]);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle_empty = empty.rss_mib();
         println!("creating {ACCOUNTS} accounts");
         common::create_accounts(&http, &empty, 1..=ACCOUNTS).await;
-        empty.stop();
+        empty.terminate();
 
         let clock = Instant::now();
-        let service = Service::start(&db, &[]);
+        let mut service = common::start_service(&db, &[]);
         let ready = ready_after(&service, &http, clock).await;
         let running = actors(&service, &http).await;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let idle_full = service.rss_mib();
-        service.stop();
+        service.terminate();
         db.cleanup().await;
 
         format!(

@@ -4,11 +4,13 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use test_support::ServiceProcess;
+#[allow(unused_imports)] // used by some benches only
+pub use test_support::rss_mib;
 
 pub const ENCRYPTION_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 pub const ADMIN_TOKEN: &str = "bench-admin-token";
@@ -98,116 +100,35 @@ impl Database {
 }
 
 /// The release service binary, configured for production-like runs.
-pub struct Service {
-    child: Child,
-    pub address: String,
-    pub started: Duration,
-    logs: Arc<Mutex<Vec<String>>>,
-}
+pub type Service = ServiceProcess;
 
-impl Service {
-    pub fn start(db: &Database, env: &[(&str, &str)]) -> Service {
-        let clock = Instant::now();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sync-hostaway"));
-        command
-            .arg("--config-dir")
-            .arg(manifest_dir().join("config"))
-            .env("SYNC_HOSTAWAY_ENV", "production")
-            .env("SYNC_HOSTAWAY__SERVER__HOST", "127.0.0.1")
-            .env("SYNC_HOSTAWAY__SERVER__PORT", "0")
-            .env("SYNC_HOSTAWAY__DATABASE__URL", db.url())
-            .env("SYNC_HOSTAWAY__DATABASE__SCHEMA", db.schema())
-            .env("SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY", ENCRYPTION_KEY)
-            .env("SYNC_HOSTAWAY__ADMIN__API_TOKEN", ADMIN_TOKEN)
-            .env("SYNC_HOSTAWAY__WEBHOOKS__USERNAME", WEBHOOK_USER)
-            .env("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", WEBHOOK_PASSWORD)
-            .env("SYNC_HOSTAWAY__HOSTAWAY__BASE_URL", "http://127.0.0.1:9/v1")
-            .env("SYNC_HOSTAWAY__SYNC__SYNC_ON_CREATE", "false")
-            .env("SYNC_HOSTAWAY__SYNC__SCHEDULED", "false")
-            .env(
-                "SYNC_HOSTAWAY__TELEMETRY__LOG_FILTER",
-                "warn,sync_hostaway::app=info",
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("service starts");
-        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        for stream in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let address = loop {
-            let found = logs.lock().unwrap().iter().find_map(|line| {
-                let value: serde_json::Value = serde_json::from_str(line).ok()?;
-                (value["message"] == "listening")
-                    .then(|| value["address"].as_str().map(str::to_string))?
-            });
-            if let Some(address) = found {
-                break format!("http://{address}");
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("service exited with {status}: {:?}", logs.lock().unwrap());
-            }
-            assert!(Instant::now() < deadline, "service did not start");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        Service {
-            child,
-            address,
-            started: clock.elapsed(),
-            logs,
-        }
+/// Starts the service on `db` with production settings (and `env` on top)
+/// and waits until it listens.
+pub fn start_service(db: &Database, env: &[(&str, &str)]) -> Service {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sync-hostaway"));
+    command
+        .arg("--config-dir")
+        .arg(manifest_dir().join("config"))
+        .env("SYNC_HOSTAWAY_ENV", "production")
+        .env("SYNC_HOSTAWAY__SERVER__HOST", "127.0.0.1")
+        .env("SYNC_HOSTAWAY__SERVER__PORT", "0")
+        .env("SYNC_HOSTAWAY__DATABASE__URL", db.url())
+        .env("SYNC_HOSTAWAY__DATABASE__SCHEMA", db.schema())
+        .env("SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .env("SYNC_HOSTAWAY__ADMIN__API_TOKEN", ADMIN_TOKEN)
+        .env("SYNC_HOSTAWAY__WEBHOOKS__USERNAME", WEBHOOK_USER)
+        .env("SYNC_HOSTAWAY__WEBHOOKS__PASSWORD", WEBHOOK_PASSWORD)
+        .env("SYNC_HOSTAWAY__HOSTAWAY__BASE_URL", "http://127.0.0.1:9/v1")
+        .env("SYNC_HOSTAWAY__SYNC__SYNC_ON_CREATE", "false")
+        .env("SYNC_HOSTAWAY__SYNC__SCHEDULED", "false")
+        .env(
+            "SYNC_HOSTAWAY__TELEMETRY__LOG_FILTER",
+            "warn,sync_hostaway::app=info",
+        );
+    for (key, value) in env {
+        command.env(key, value);
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.address, path)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn rss_mib(&self) -> f64 {
-        rss_mib(self.pid())
-    }
-
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Resident set size of a process, in MiB.
-pub fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+    ServiceProcess::start(command, Duration::from_secs(120))
 }
 
 /// Creates accounts through the admin API.

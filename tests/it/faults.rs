@@ -3,8 +3,6 @@
 //! a one-line figure.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,9 +23,9 @@ use crate::both_backends;
 use crate::helpers::{
     Backend, TestDb, fixture, http_client, metric_value, mirror_diff, spawn_app_with, wait_for,
 };
-use crate::process::ServiceProcess;
 use crate::sync::try_sync;
 use crate::webhooks::{add_account, wait_settled};
+use test_support::PrivatePostgres;
 
 const ACCOUNT: i64 = 71234;
 
@@ -120,7 +118,7 @@ both_backends!(
 async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
     let db = TestDb::new(backend);
     let env = [("SYNC_HOSTAWAY__SYNC__SYNC_ON_CREATE", "false")];
-    let mut service = ServiceProcess::start(&db, &env);
+    let mut service = crate::process::start(&db, &env);
     let http = http_client();
     let response = http
         .post(service.url("/api/v1/hostaway/accounts"))
@@ -149,7 +147,7 @@ async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
     );
 
     // Restart on the same database and address-independent: pending rows are applied.
-    let service = ServiceProcess::start(&db, &env);
+    let service = crate::process::start(&db, &env);
     let conn = db.connect().await;
     wait_settled(&conn).await;
     let applied = reservation_ids(&conn).await;
@@ -170,131 +168,6 @@ async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
     assert!(lost.is_empty(), "acknowledged events lost: {lost:?}");
     assert_eq!(duplicated, 0);
     drop(service);
-}
-
-/// A PostgreSQL server of the test's own, in a temp directory, so stopping
-/// it leaves the shared one alone.
-struct PrivatePostgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl PrivatePostgres {
-    fn find_bin() -> Option<PathBuf> {
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("initdb").exists())
-            .collect();
-        versions.sort();
-        versions.pop()
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> std::process::Output {
-        let binary = self.bin.join(program);
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&binary);
-            c
-        } else {
-            Command::new(&binary)
-        };
-        command.args(args).output().expect("a PostgreSQL tool runs")
-    }
-
-    fn start() -> Option<PrivatePostgres> {
-        let bin = PrivatePostgres::find_bin()?;
-        let dir = tempfile::tempdir().ok()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let as_postgres = Command::new("id")
-            .arg("-u")
-            .output()
-            .ok()?
-            .stdout
-            .starts_with(b"0\n");
-        if as_postgres {
-            let status = Command::new("chown")
-                .args(["-R", "postgres"])
-                .arg(dir.path())
-                .status()
-                .ok()?;
-            assert!(status.success());
-        }
-        let server = PrivatePostgres {
-            dir,
-            bin,
-            port,
-            as_postgres,
-        };
-        let data = server.data();
-        let init = server.run(
-            "initdb",
-            &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        );
-        assert!(
-            init.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&init.stderr)
-        );
-        server.start_server();
-        Some(server)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn start_server(&self) {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("server.log").display().to_string();
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "start",
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn stop_server(&self) {
-        let out = self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
-        assert!(
-            out.status.success(),
-            "pg_ctl stop: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
-        let _ = self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
-    }
 }
 
 #[actix_web::test]
@@ -677,7 +550,7 @@ fn generate(rng: &mut StdRng, seeds: &[Value]) -> Bad {
 #[actix_web::test]
 async fn ten_thousand_malformed_requests_never_500_and_store_nothing_malformed() {
     let db = TestDb::new(Backend::Sqlite);
-    let service = ServiceProcess::start(
+    let service = crate::process::start(
         &db,
         &[
             ("SYNC_HOSTAWAY__SYNC__SYNC_ON_CREATE", "false"),
@@ -818,7 +691,7 @@ async fn ten_thousand_malformed_requests_never_500_and_store_nothing_malformed()
 #[actix_web::test]
 async fn sigterm_stops_the_service_gracefully() {
     let db = TestDb::new(Backend::Sqlite);
-    let mut service = ServiceProcess::start(&db, &[]);
+    let mut service = crate::process::start(&db, &[]);
     let http = http_client();
     assert_eq!(
         http.get(service.url("/health"))

@@ -42,7 +42,7 @@ async fn service(db: &TestDb, env: &[(&str, &str)]) -> ServiceProcess {
         ("SYNC_HOSTAWAY__SYNC__SCHEDULED", "false"),
     ];
     all.extend_from_slice(env);
-    let service = ServiceProcess::start(db, &all);
+    let service = crate::process::start(db, &all);
     let response = http_client()
         .post(service.url("/api/v1/hostaway/accounts"))
         .bearer_auth("test-admin-token")

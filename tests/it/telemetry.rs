@@ -8,14 +8,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
-use prost::Message;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sync_hostaway::config::{Environment, LoadOptions, Settings};
 use sync_hostaway::telemetry::Telemetry;
+pub use test_support::CapturedSpan;
+use test_support::OtlpReceiver;
 use tracing_subscriber::fmt::MakeWriter;
 
 use crate::helpers::{
@@ -23,32 +21,16 @@ use crate::helpers::{
 };
 use crate::webhooks::wait_settled;
 
-#[derive(Debug, Clone)]
-pub struct CapturedSpan {
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
-    pub name: String,
-    pub attributes: HashMap<String, String>,
-    pub resource: HashMap<String, String>,
-}
-
-impl CapturedSpan {
-    pub fn attr(&self, key: &str) -> Option<&str> {
-        self.attributes.get(key).map(String::as_str)
-    }
-}
-
 /// What the process-wide telemetry captured.
 pub struct Capture {
-    spans: Arc<Mutex<Vec<CapturedSpan>>>,
+    receiver: OtlpReceiver,
     logs: Arc<Mutex<Vec<u8>>>,
     telemetry: Telemetry,
 }
 
 impl Capture {
     pub fn spans(&self) -> Vec<CapturedSpan> {
-        self.spans.lock().unwrap().clone()
+        self.receiver.spans()
     }
 
     pub fn logs(&self) -> String {
@@ -69,103 +51,19 @@ impl Capture {
     }
 }
 
-fn text(value: &Option<AnyValue>) -> String {
-    match value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Starts (once) the OTLP receiver on its own thread and installs the global
 /// subscriber exporting to it, with JSON logs into a buffer.
 pub fn capture() -> &'static Capture {
     static CAPTURE: OnceLock<Capture> = OnceLock::new();
     CAPTURE.get_or_init(|| {
-        let spans: Arc<Mutex<Vec<CapturedSpan>>> = Arc::default();
+        let receiver = OtlpReceiver::start();
         let logs: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let store = spans.clone();
-        std::thread::spawn(move || {
-            let system = actix_web::rt::System::new();
-            system.block_on(async move {
-                let server = HttpServer::new(move || {
-                    let store = store.clone();
-                    App::new()
-                        .app_data(web::PayloadConfig::new(64 << 20))
-                        .route(
-                            "/v1/traces",
-                            web::post().to(move |body: web::Bytes| {
-                                let store = store.clone();
-                                async move {
-                                    let Ok(request) =
-                                        ExportTraceServiceRequest::decode(body.as_ref())
-                                    else {
-                                        return HttpResponse::BadRequest().finish();
-                                    };
-                                    let mut out = store.lock().unwrap();
-                                    for resource_spans in request.resource_spans {
-                                        let resource: HashMap<String, String> = resource_spans
-                                            .resource
-                                            .map(|r| {
-                                                r.attributes
-                                                    .iter()
-                                                    .map(|kv| (kv.key.clone(), text(&kv.value)))
-                                                    .collect()
-                                            })
-                                            .unwrap_or_default();
-                                        for scope in resource_spans.scope_spans {
-                                            for span in scope.spans {
-                                                out.push(CapturedSpan {
-                                                    trace_id: hex(&span.trace_id),
-                                                    span_id: hex(&span.span_id),
-                                                    parent_span_id: (!span
-                                                        .parent_span_id
-                                                        .is_empty())
-                                                    .then(|| hex(&span.parent_span_id)),
-                                                    name: span.name.clone(),
-                                                    attributes: span
-                                                        .attributes
-                                                        .iter()
-                                                        .map(|kv| (kv.key.clone(), text(&kv.value)))
-                                                        .collect(),
-                                                    resource: resource.clone(),
-                                                });
-                                            }
-                                        }
-                                    }
-                                    HttpResponse::Ok()
-                                        .content_type("application/x-protobuf")
-                                        .finish()
-                                }
-                            }),
-                        )
-                })
-                .workers(1)
-                .disable_signals()
-                .bind("127.0.0.1:0")
-                .expect("receiver binds");
-                tx.send(server.addrs()[0]).expect("address sent");
-                let _ = server.run().await;
-            });
-        });
-        let address = rx.recv().expect("receiver started");
         let settings = Settings::load_with(LoadOptions {
             config_dir: Some(config_dir()),
             environment: Some(Environment::Test),
             env_vars: Some(HashMap::new()),
             overrides: vec![
-                (
-                    "telemetry.otlp_endpoint".into(),
-                    format!("http://{address}"),
-                ),
+                ("telemetry.otlp_endpoint".into(), receiver.endpoint()),
                 (
                     "telemetry.log_filter".into(),
                     "info,sqlx=warn,actix_server=warn".into(),
@@ -182,7 +80,7 @@ pub fn capture() -> &'static Capture {
         )
         .expect("telemetry installs");
         Capture {
-            spans,
+            receiver,
             logs,
             telemetry,
         }
@@ -701,7 +599,7 @@ async fn metrics_are_exposed_and_move_when_work_happens() {
 #[actix_web::test]
 async fn the_service_keeps_serving_when_the_collector_is_unreachable() {
     let db = crate::helpers::TestDb::new(Backend::Sqlite);
-    let service = crate::process::ServiceProcess::start(
+    let service = crate::process::start(
         &db,
         &[
             // Nothing listens on the discard port: every export fails.
