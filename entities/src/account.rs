@@ -21,14 +21,13 @@ pub struct Model {
     pub last_sync_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
-    /// `idle`, `syncing` or `failed`: the outcome of the latest sync.
-    pub sync_state: String,
+    /// The outcome of the latest sync, or that one runs.
+    pub sync_state: SyncState,
     pub last_error: Option<String>,
     /// JSON array of event types this account ignores.
     #[sea_orm(column_type = "JsonBinary")]
     pub ignored_events: Json,
-    /// `registered`, `pending`, `failed` or `disabled`.
-    pub webhook_status: String,
+    pub webhook_status: WebhookStatus,
     pub webhook_error: Option<String>,
     /// Credentials being rotated in: accepted while Hostaway is updated.
     pub webhook_pending_login: Option<String>,
@@ -37,6 +36,38 @@ pub struct Model {
     pub webhook_previous_login: Option<String>,
     pub webhook_previous_password: Option<String>,
     pub webhook_previous_until: Option<DateTimeUtc>,
+}
+
+/// `sync_state`: stored as its lower-case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum SyncState {
+    #[sea_orm(string_value = "idle")]
+    Idle,
+    #[sea_orm(string_value = "syncing")]
+    Syncing,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+/// `webhook_status`: where the account's subscription at Hostaway stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookStatus {
+    /// Subscribed and matching what the service expects.
+    #[sea_orm(string_value = "registered")]
+    Registered,
+    /// Not (yet) reconciled, or being changed.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// The last attempt failed; retried with backoff.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+    /// Disabled at Hostaway (the account is inactive).
+    #[sea_orm(string_value = "disabled")]
+    Disabled,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -25,6 +25,7 @@ use crate::crypto::random_token;
 use crate::hostaway::types::{WebhookRegistration, WebhookSpec};
 use crate::hostaway::{AccountClient, Credentials, HostawayError};
 use crate::store::accounts;
+use entities::account::WebhookStatus;
 
 /// Bring an account's registration in line (after a sync, at start, after a
 /// change of state).
@@ -134,7 +135,7 @@ impl WebhookRegistrar {
                     let core = act.core.clone();
                     let message = err.to_string();
                     ctx.spawn(
-                        async move { record_status(&core, account_id, "failed", Some(message)).await }
+                        async move { record_status(&core, account_id, WebhookStatus::Failed, Some(message)).await }
                             .into_actor(act),
                     );
                     ctx.run_later(delay, move |act, ctx| act.ensure(account_id, ctx));
@@ -240,9 +241,9 @@ fn count(metrics: &crate::metrics::Metrics, operation: &str, ok: bool) {
         .inc();
 }
 
-async fn record_status(core: &Core, account_id: i64, status: &str, error: Option<String>) {
+async fn record_status(core: &Core, account_id: i64, status: WebhookStatus, error: Option<String>) {
     let mut changes = accounts::changes(account_id);
-    changes.webhook_status = Set(status.to_string());
+    changes.webhook_status = Set(status);
     changes.webhook_error = Set(error);
     match accounts::update(&core.db, changes, Utc::now()).await {
         Ok(row) => core.directory.refresh(&row, &core.cipher),
@@ -269,11 +270,11 @@ async fn reconcile(
             changes.webhook_password = Set(row.webhook_pending_password.clone());
             changes.webhook_pending_login = Set(None);
             changes.webhook_pending_password = Set(None);
-            changes.webhook_status = Set("disabled".to_string());
+            changes.webhook_status = Set(WebhookStatus::Disabled);
             let row = accounts::update(&core.db, changes, Utc::now()).await?;
             core.directory.refresh(&row, &core.cipher);
-        } else if row.webhook_status != "disabled" {
-            record_status(&core, account_id, "disabled", None).await;
+        } else if row.webhook_status != WebhookStatus::Disabled {
+            record_status(&core, account_id, WebhookStatus::Disabled, None).await;
         }
         return Ok(());
     };
@@ -307,7 +308,7 @@ async fn reconcile(
                 .inspect_err(|_| count(metrics, "disable", false))?;
             count(metrics, "disable", true);
         }
-        record_status(&core, account_id, "disabled", None).await;
+        record_status(&core, account_id, WebhookStatus::Disabled, None).await;
         return Ok(());
     }
 
@@ -399,7 +400,7 @@ async fn reconcile(
 
     let mut changes = accounts::changes(account_id);
     changes.webhook_id = Set(Some(webhook_id));
-    changes.webhook_status = Set("registered".to_string());
+    changes.webhook_status = Set(WebhookStatus::Registered);
     changes.webhook_error = Set(None);
     if rotating {
         // Hostaway has the new credentials: they become current, and the old
@@ -465,7 +466,7 @@ impl Handler<EnsureAll> for WebhookRegistrar {
                         for row in rows {
                             // Inactive accounts only need a look when they
                             // may still be enabled at Hostaway.
-                            if row.is_active || row.webhook_status != "disabled" {
+                            if row.is_active || row.webhook_status != WebhookStatus::Disabled {
                                 act.ensure(row.account_id, ctx);
                             }
                         }
@@ -489,7 +490,7 @@ impl Handler<Traced<RotateCredentials>> for WebhookRegistrar {
             let mut changes = accounts::changes(account_id);
             changes.webhook_pending_login = Set(Some(login));
             changes.webhook_pending_password = Set(Some(core.cipher.encrypt(&password)));
-            changes.webhook_status = Set("pending".to_string());
+            changes.webhook_status = Set(WebhookStatus::Pending);
             let row = accounts::update(&core.db, changes, Utc::now())
                 .await
                 .map_err(|e| e.to_string())?;

@@ -25,13 +25,14 @@ use crate::http::AppContext;
 use crate::store::accounts::{self, AccountStoreError, EntityCounts, NewAccount};
 use crate::store::inbox;
 use crate::sync::{SyncMode, SyncRequest};
+use entities::account::{SyncState, WebhookStatus};
 
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
 #[derive(Serialize)]
 struct WebhookView {
-    status: String,
+    status: WebhookStatus,
     webhook_id: Option<i64>,
     last_error: Option<String>,
     rotating: bool,
@@ -43,7 +44,7 @@ struct AccountView {
     customer_id: Option<Uuid>,
     is_active: bool,
     status: &'static str,
-    sync_state: String,
+    sync_state: SyncState,
     last_sync_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     ignored_events: Value,
@@ -377,8 +378,7 @@ pub async fn update(
             .registrar
             .do_send(EnsureWebhook { account_id }.traced());
     }
-    if row.is_active && row.last_sync_at.is_none() && !matches!(row.sync_state.as_str(), "syncing")
-    {
+    if row.is_active && row.last_sync_at.is_none() && row.sync_state != SyncState::Syncing {
         ctx.actors.router.do_send(
             SyncAccount {
                 account_id,

@@ -1,6 +1,7 @@
 //! Accounts: credentials (encrypted by the caller with `crypto::Cipher`), sync
 //! state, webhook registration state, and per-account entity counts.
 
+use entities::account::{SyncState, WebhookStatus};
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -49,10 +50,10 @@ pub async fn insert(
         last_sync_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
-        sync_state: Set("idle".to_string()),
+        sync_state: Set(SyncState::Idle),
         last_error: Set(None),
         ignored_events: Set(serde_json::json!(new.ignored_events)),
-        webhook_status: Set("pending".to_string()),
+        webhook_status: Set(WebhookStatus::Pending),
         webhook_error: Set(None),
         webhook_pending_login: Set(None),
         webhook_pending_password: Set(None),
@@ -171,13 +172,14 @@ pub async fn entity_counts<C: ConnectionTrait>(
 pub async fn record_sync_state<C: ConnectionTrait>(
     db: &C,
     account_id: i64,
-    state: &str,
+    state: SyncState,
     error: Option<&str>,
     synced_at: Option<DateTime<Utc>>,
 ) -> Result<(), DbErr> {
+    use sea_orm::ActiveEnum;
     let mut sql = Sql::new(db.get_database_backend());
     sql.push("UPDATE accounts SET sync_state = ")
-        .bind(state)
+        .bind(state.to_value())
         .push(", last_error = ")
         .bind(error.map(str::to_string));
     if let Some(at) = synced_at {
@@ -190,8 +192,12 @@ pub async fn record_sync_state<C: ConnectionTrait>(
 
 /// Sync states left at `syncing` by a process that stopped mid-run.
 pub async fn reset_interrupted_syncs<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    use sea_orm::ActiveEnum;
     let mut sql = Sql::new(db.get_database_backend());
-    sql.push("UPDATE accounts SET sync_state = 'failed', last_error = 'interrupted by a restart' WHERE sync_state = 'syncing'");
+    sql.push("UPDATE accounts SET sync_state = ")
+        .bind(SyncState::Failed.to_value())
+        .push(", last_error = 'interrupted by a restart' WHERE sync_state = ")
+        .bind(SyncState::Syncing.to_value());
     Ok(db.execute_raw(sql.build()).await?.rows_affected())
 }
 

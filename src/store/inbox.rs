@@ -11,8 +11,12 @@ use serde_json::Value;
 
 use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// An inbox row's status, stored as its lower-case name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::EnumString, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum EventStatus {
     Pending,
     Processed,
@@ -22,22 +26,11 @@ pub enum EventStatus {
 
 impl EventStatus {
     pub fn as_str(self) -> &'static str {
-        match self {
-            EventStatus::Pending => "pending",
-            EventStatus::Processed => "processed",
-            EventStatus::Failed => "failed",
-            EventStatus::Ignored => "ignored",
-        }
+        self.into()
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "pending" => Some(EventStatus::Pending),
-            "processed" => Some(EventStatus::Processed),
-            "failed" => Some(EventStatus::Failed),
-            "ignored" => Some(EventStatus::Ignored),
-            _ => None,
-        }
+        value.parse().ok()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::hostaway::AccountClient;
 use crate::store::accounts;
 use crate::store::rows::Owner;
 use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
+use entities::account::SyncState;
 
 impl AccountActor {
     /// Starts the fetch of the next sync beside the applies (no write).
@@ -54,7 +55,8 @@ impl AccountActor {
         let started = std::time::Instant::now();
         let work = async move {
             if !request.dry_run {
-                accounts::record_sync_state(&core.db, account_id, "syncing", None, None).await?;
+                accounts::record_sync_state(&core.db, account_id, SyncState::Syncing, None, None)
+                    .await?;
             }
             if core
                 .settings
@@ -183,11 +185,11 @@ impl AccountActor {
         let (state, error, synced_at) = match result {
             Ok(report) => {
                 self.last_sync_at = Some(report.started_at);
-                ("idle", None, Some(report.started_at))
+                (SyncState::Idle, None, Some(report.started_at))
             }
             Err(err) => {
                 tracing::warn!(account_id = self.account_id, error = %err, "sync failed");
-                ("failed", Some(err.to_string()), None)
+                (SyncState::Failed, Some(err.to_string()), None)
             }
         };
         let core = self.core.clone();
