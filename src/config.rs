@@ -152,7 +152,29 @@ pub struct DatabaseSettings {
     pub sqlite_max_connections: u32,
     pub connect_timeout_secs: u64,
     pub auto_migrate: bool,
-    pub sqlite_synchronous: String,
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's fsync policy (`PRAGMA synchronous`); `full` makes an
+/// acknowledgement durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, strum::EnumString)]
+#[serde(try_from = "String")]
+#[strum(serialize_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Off,
+    Normal,
+    Full,
+    Extra,
+}
+
+impl TryFrom<String> for SqliteSynchronous {
+    type Error = String;
+
+    fn try_from(value: String) -> Result<Self, String> {
+        value
+            .parse()
+            .map_err(|_| format!("must be one of off, normal, full, extra (not `{value}`)"))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
@@ -453,15 +475,6 @@ impl Settings {
             return Err(invalid(
                 "database.schema",
                 "must be a lower-case identifier (a-z, 0-9, _, not starting with a digit, at most 63 characters)",
-            ));
-        }
-        if !matches!(
-            self.database.sqlite_synchronous.as_str(),
-            "off" | "normal" | "full" | "extra"
-        ) {
-            return Err(invalid(
-                "database.sqlite_synchronous",
-                "must be one of off, normal, full, extra",
             ));
         }
         if url::Url::parse(&self.hostaway.base_url).is_err() {

@@ -22,7 +22,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::config::DatabaseSettings;
+use crate::config::{self, DatabaseSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,11 +65,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 source,
             })?;
         }
-        let synchronous = match settings.sqlite_synchronous.as_str() {
-            "off" => SqliteSynchronous::Off,
-            "normal" => SqliteSynchronous::Normal,
-            "extra" => SqliteSynchronous::Extra,
-            _ => SqliteSynchronous::Full,
+        let synchronous = match settings.sqlite_synchronous {
+            config::SqliteSynchronous::Off => SqliteSynchronous::Off,
+            config::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+            config::SqliteSynchronous::Full => SqliteSynchronous::Full,
+            config::SqliteSynchronous::Extra => SqliteSynchronous::Extra,
         };
         options.map_sqlx_sqlite_opts(move |opts| {
             opts.create_if_missing(true)

@@ -74,6 +74,16 @@ fn a_bad_value_fails_with_the_key_named() {
     assert!(err.contains("database.url"), "{err}");
     let err = load(None, &[("SYNC_HOSTAWAY__SYNC__JITTER_RATIO", "3")]).unwrap_err();
     assert!(err.contains("sync.jitter_ratio"), "{err}");
+    let err = load(
+        None,
+        &[("SYNC_HOSTAWAY__DATABASE__SQLITE_SYNCHRONOUS", "fast")],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("database.sqlite_synchronous")
+            && err.contains("must be one of off, normal, full, extra"),
+        "{err}"
+    );
     let err = load(None, &[("SYNC_HOSTAWAY__SERVER__NO_SUCH_KEY", "1")]).unwrap_err();
     assert!(
         err.contains("no_such_key"),
