@@ -15,6 +15,7 @@ pub mod directory;
 pub mod events;
 pub mod hostaway;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod paths;
 pub mod store;

@@ -10,10 +10,9 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use sync_hostaway::actors::ActorSystem;
-use sync_hostaway::actors::router::SyncAccount;
-use sync_hostaway::actors::traced::TraceExt;
 use sync_hostaway::app::{Application, Core};
 use sync_hostaway::config::Settings;
+use sync_hostaway::lifecycle::Accounts;
 use sync_hostaway::sync::{SyncMode, SyncRequest};
 use sync_hostaway::{store, telemetry};
 
@@ -137,11 +136,6 @@ async fn sync_once(
     dry_run: bool,
 ) -> anyhow::Result<()> {
     let core = Arc::new(Core::open(settings).await.context("startup failed")?);
-    match core.directory.get(account) {
-        None => anyhow::bail!("account {account} does not exist"),
-        Some(entry) if !entry.active => anyhow::bail!("account {account} is inactive"),
-        Some(_) => {}
-    }
     let actors = ActorSystem::start(core.clone(), false);
     let request = SyncRequest {
         mode: if full {
@@ -151,18 +145,11 @@ async fn sync_once(
         },
         dry_run,
     };
-    let result = actors
-        .router
-        .send(
-            SyncAccount {
-                account_id: account,
-                request,
-            }
-            .traced(),
-        )
-        .await
-        .context("the actor system stopped")?;
+    let result = Accounts::new(&core, &actors)
+        .run_sync(account, request)
+        .await;
     actors.stop().await;
+    let result = result?;
     let report = result.context("sync failed")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -4,11 +4,8 @@
 
 use std::collections::HashMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use sea_orm::Set;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -16,14 +13,10 @@ use uuid::Uuid;
 use super::ApiError;
 use super::auth::Admin;
 use super::webhooks::read_body;
-use crate::actors::registrar::{EnsureWebhook, RemoveWebhook, RotateCredentials};
-use crate::actors::router::{AccountChanged, RequeueFor, StopAccount, SyncAccount};
-use crate::actors::traced::TraceExt;
 use crate::events::EventType;
-use crate::hostaway::Credentials;
 use crate::http::AppContext;
-use crate::store::accounts::{self, AccountStoreError, EntityCounts, NewAccount};
-use crate::store::inbox;
+use crate::lifecycle::{Accounts, Change, Create};
+use crate::store::accounts::{self, EntityCounts};
 use crate::sync::{SyncMode, SyncRequest};
 use entities::account::{SyncState, WebhookStatus};
 
@@ -99,10 +92,9 @@ fn parse_account_id(raw: &str) -> Result<i64, ApiError> {
     })
 }
 
-async fn find(ctx: &AppContext, account_id: i64) -> Result<entities::account::Model, ApiError> {
-    accounts::find(&ctx.db, account_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("account {account_id} does not exist")))
+/// The lifecycle operations, over this service's state and actors.
+fn lifecycle(ctx: &AppContext) -> Accounts<'_> {
+    Accounts::new(&ctx.core, &ctx.actors)
 }
 
 /// A `true`/`false` (or `1`/`0`) query flag; absent is false.
@@ -115,20 +107,6 @@ fn query_flag(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
             format!("{name} must be true or false"),
         )),
     }
-}
-
-fn require_active(row: &entities::account::Model) -> Result<(), ApiError> {
-    if row.is_active {
-        return Ok(());
-    }
-    Err(ApiError::new(
-        StatusCode::CONFLICT,
-        "inactive",
-        format!(
-            "account {} is inactive; reactivate it first",
-            row.account_id
-        ),
-    ))
 }
 
 /// Parses a JSON object body, refusing unknown fields.
@@ -250,43 +228,16 @@ pub async fn create(
             ));
         }
     };
-    let secret = field_secret(&map)?
+    let client_secret = field_secret(&map)?
         .ok_or_else(|| ApiError::bad_request("invalid_body", "client_secret is required"))?;
-    let customer_id = field_customer(&map)?.flatten();
-    let ignored_events = field_ignored(&map)?.unwrap_or_default();
-
-    let row = match accounts::insert(
-        &ctx.db,
-        NewAccount {
+    let row = lifecycle(&ctx)
+        .create(Create {
             account_id,
-            customer_id,
-            encrypted_secret: ctx.cipher.encrypt(&secret),
-            ignored_events,
-        },
-        Utc::now(),
-    )
-    .await
-    {
-        Ok(row) => row,
-        Err(AccountStoreError::AlreadyExists(id)) => {
-            return Err(ApiError::conflict(format!("account {id} already exists")));
-        }
-        Err(AccountStoreError::Db(err)) => return Err(err.into()),
-    };
-    ctx.directory.refresh(&row, &ctx.cipher);
-    tracing::info!(account_id, "account created");
-    if ctx.settings.sync.sync_on_create {
-        ctx.actors.router.do_send(
-            SyncAccount {
-                account_id,
-                request: SyncRequest {
-                    mode: SyncMode::Full,
-                    dry_run: false,
-                },
-            }
-            .traced(),
-        );
-    }
+            client_secret,
+            customer_id: field_customer(&map)?.flatten(),
+            ignored_events: field_ignored(&map)?.unwrap_or_default(),
+        })
+        .await?;
     let view = view(&ctx, row, EntityCounts::default());
     Ok(HttpResponse::Created().json(view))
 }
@@ -309,7 +260,7 @@ pub async fn get_one(
     ctx: web::Data<AppContext>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find(&ctx, parse_account_id(&path)?).await?;
+    let row = lifecycle(&ctx).find(parse_account_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
@@ -332,9 +283,6 @@ pub async fn update(
         ],
     )
     .await?;
-    let secret = field_secret(&map)?;
-    let customer = field_customer(&map)?;
-    let ignored = field_ignored(&map)?;
     let is_active = match map.get("is_active") {
         None => None,
         Some(Value::Bool(b)) => Some(*b),
@@ -345,51 +293,13 @@ pub async fn update(
             ));
         }
     };
-    let before = find(&ctx, account_id).await?;
-
-    let mut changes = accounts::changes(account_id);
-    if let Some(secret) = &secret {
-        changes.client_secret = Set(ctx.cipher.encrypt(secret));
-        changes.access_token = Set(None);
-        changes.token_expires_at = Set(None);
-    }
-    if let Some(customer) = customer {
-        changes.customer_id = Set(customer);
-    }
-    if let Some(ignored) = ignored {
-        changes.ignored_events = Set(json!(ignored));
-    }
-    if let Some(active) = is_active {
-        changes.is_active = Set(active);
-    }
-    let row = accounts::update(&ctx.db, changes, Utc::now()).await?;
-    if secret.is_some() {
-        // The cached token belongs to the old secret.
-        ctx.hostaway.forget_account(account_id);
-    }
-    ctx.directory.refresh(&row, &ctx.cipher);
-    let _ = ctx
-        .actors
-        .router
-        .send(AccountChanged { account_id }.traced())
-        .await;
-    if is_active.is_some_and(|a| a != before.is_active) {
-        ctx.actors
-            .registrar
-            .do_send(EnsureWebhook { account_id }.traced());
-    }
-    if row.is_active && row.last_sync_at.is_none() && row.sync_state != SyncState::Syncing {
-        ctx.actors.router.do_send(
-            SyncAccount {
-                account_id,
-                request: SyncRequest {
-                    mode: SyncMode::Full,
-                    dry_run: false,
-                },
-            }
-            .traced(),
-        );
-    }
+    let change = Change {
+        client_secret: field_secret(&map)?,
+        customer_id: field_customer(&map)?,
+        ignored_events: field_ignored(&map)?,
+        is_active,
+    };
+    let row = lifecycle(&ctx).change(account_id, change).await?;
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
@@ -406,45 +316,11 @@ pub async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     let account_id = parse_account_id(&path)?;
     let hard = query_flag(query.hard.as_deref(), "hard")?;
-    let row = find(&ctx, account_id).await?;
     if !hard {
-        let mut changes = accounts::changes(account_id);
-        changes.is_active = Set(false);
-        let row = accounts::update(&ctx.db, changes, Utc::now()).await?;
-        ctx.directory.refresh(&row, &ctx.cipher);
-        ctx.actors
-            .router
-            .send(StopAccount { account_id })
-            .await
-            .ok();
-        ctx.actors
-            .registrar
-            .do_send(EnsureWebhook { account_id }.traced());
-        tracing::info!(account_id, "account deactivated");
+        let row = lifecycle(&ctx).deactivate(account_id).await?;
         return Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?));
     }
-
-    // Hard delete: stop the actor, remove the subscription at Hostaway, then the data.
-    ctx.directory.remove(account_id);
-    ctx.actors
-        .router
-        .send(StopAccount { account_id })
-        .await
-        .ok();
-    if let Ok(secret) = ctx.cipher.decrypt(&row.client_secret) {
-        let client = ctx.hostaway.account(Credentials {
-            account_id,
-            client_secret: SecretString::from(secret),
-        });
-        ctx.actors
-            .registrar
-            .send(RemoveWebhook { client }.traced())
-            .await
-            .ok();
-    }
-    accounts::hard_delete(&ctx.db, account_id).await?;
-    ctx.hostaway.forget_account(account_id);
-    tracing::info!(account_id, "account and its data deleted");
+    lifecycle(&ctx).delete(account_id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -472,20 +348,10 @@ pub async fn sync(
         }
     };
     let dry_run = query_flag(query.dry_run.as_deref(), "dry_run")?;
-    require_active(&find(&ctx, account_id).await?)?;
     // A manual sync also lifts a degraded state.
-    let _ = ctx
-        .actors
-        .router
-        .send(AccountChanged { account_id }.traced())
-        .await;
-    ctx.actors.router.do_send(
-        SyncAccount {
-            account_id,
-            request: SyncRequest { mode, dry_run },
-        }
-        .traced(),
-    );
+    lifecycle(&ctx)
+        .sync(account_id, SyncRequest { mode, dry_run })
+        .await?;
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "account_id": account_id,
@@ -500,15 +366,7 @@ pub async fn replay_failed(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = parse_account_id(&path)?;
-    find(&ctx, account_id).await?;
-    let requeued = inbox::requeue_failed(&ctx.db, Some(account_id), None).await?;
-    let ids: Vec<i64> = requeued.into_iter().map(|(_, id)| id).collect();
-    let count = ids.len();
-    if count > 0 {
-        ctx.actors
-            .router
-            .do_send(RequeueFor { account_id, ids }.traced());
-    }
+    let count = lifecycle(&ctx).replay_failed(account_id).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "requeued": count})))
 }
 
@@ -518,12 +376,6 @@ pub async fn rotate_credentials(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let account_id = parse_account_id(&path)?;
-    require_active(&find(&ctx, account_id).await?)?;
-    ctx.actors
-        .registrar
-        .send(RotateCredentials { account_id }.traced())
-        .await
-        .map_err(|_| ApiError::unavailable("the registrar is restarting; retry"))?
-        .map_err(|e| ApiError::internal(&e))?;
+    lifecycle(&ctx).rotate_credentials(account_id).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "rotating", "account_id": account_id})))
 }

@@ -104,6 +104,22 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<crate::lifecycle::LifecycleError> for ApiError {
+    fn from(err: crate::lifecycle::LifecycleError) -> Self {
+        use crate::lifecycle::LifecycleError;
+        match err {
+            LifecycleError::NotFound(_) => ApiError::not_found(err.to_string()),
+            LifecycleError::AlreadyExists(_) => ApiError::conflict(err.to_string()),
+            LifecycleError::Inactive(_) => {
+                ApiError::new(StatusCode::CONFLICT, "inactive", err.to_string())
+            }
+            LifecycleError::Unavailable(message) => ApiError::unavailable(message),
+            LifecycleError::Failed(message) => ApiError::internal(&message),
+            LifecycleError::Database(db) => db.into(),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         tracing::error!(error = %err, "database error");

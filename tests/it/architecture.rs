@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["directory", "sync"],
     &["context"],
     &["actors"],
+    &["lifecycle"],
     &["http"],
     &["app"],
 ];
