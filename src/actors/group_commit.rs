@@ -22,6 +22,7 @@ use super::traced::{SpanContext, Traced, adopt};
 use crate::metrics::Metrics;
 
 pub use crate::store::write::BatchError;
+use crate::store::write::all_or_each;
 
 /// One kind of batched work.
 pub trait BatchJob: 'static {
@@ -42,29 +43,12 @@ pub trait BatchJob: 'static {
 pub type Committed<J> =
     Result<Vec<<J as BatchJob>::Output>, (BatchError, Vec<(<J as BatchJob>::Item, Span)>)>;
 
-/// Commits `items` together; if that fails, each alone, so one bad item
-/// fails only its own caller. One result per item, in order.
+/// Commits `items` together; if that fails, each alone (`all_or_each`).
 async fn commit_with_split<J: BatchJob>(
     job: Rc<J>,
     items: Vec<(J::Item, Span)>,
 ) -> Vec<Result<J::Output, BatchError>> {
-    let count = items.len();
-    match job.commit(items).await {
-        Ok(outputs) => outputs.into_iter().map(Ok).collect(),
-        Err((error @ BatchError::Database(_), items)) if count > 1 => {
-            tracing::warn!(actor = J::ACTOR, error = %error, items = count, "batch failed; committing its items one by one");
-            let mut results = Vec::with_capacity(count);
-            for item in items {
-                let one = match job.commit(vec![item]).await {
-                    Ok(mut outputs) => outputs.pop().ok_or(BatchError::Aborted),
-                    Err((error, _)) => Err(error),
-                };
-                results.push(one);
-            }
-            results
-        }
-        Err((error, _)) => (0..count).map(|_| Err(error.clone())).collect(),
-    }
+    all_or_each(J::ACTOR, items, |items| job.commit(items)).await
 }
 
 struct Pending<J: BatchJob> {

@@ -32,6 +32,39 @@ impl BatchError {
     }
 }
 
+/// Runs `attempt` on all `items` together; if a statement was refused
+/// (not when the database is unreachable: then every item fails alike),
+/// runs it on each item alone, so one bad item fails only itself. One
+/// result per item, in order. The one place a failed batch is split: the
+/// group commit of the writers and the inbox, and an account's batch of
+/// rows, both go through it.
+pub async fn all_or_each<T, O, F, Fut>(
+    what: &'static str,
+    items: Vec<T>,
+    attempt: F,
+) -> Vec<Result<O, BatchError>>
+where
+    F: Fn(Vec<T>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<O>, (BatchError, Vec<T>)>>,
+{
+    let count = items.len();
+    match attempt(items).await {
+        Ok(outputs) => outputs.into_iter().map(Ok).collect(),
+        Err((error @ BatchError::Database(_), items)) if count > 1 => {
+            tracing::warn!(batch = what, error = %error, items = count, "batch failed; retrying its items one by one");
+            let mut results = Vec::with_capacity(count);
+            for item in items {
+                results.push(match attempt(vec![item]).await {
+                    Ok(mut outputs) => outputs.pop().ok_or(BatchError::Aborted),
+                    Err((error, _)) => Err(error),
+                });
+            }
+            results
+        }
+        Err((error, _)) => (0..count).map(|_| Err(error.clone())).collect(),
+    }
+}
+
 /// An inbox row a write settles: marked processed in the write's transaction.
 #[derive(Debug, Clone)]
 pub struct Settle {
@@ -64,4 +97,49 @@ pub enum ListingChange {
         present: Vec<i64>,
         version: Version,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Items above 10 are refused; `unreachable` makes every attempt fail
+    /// as if the database were gone.
+    async fn attempt(
+        items: Vec<i32>,
+        unreachable: bool,
+    ) -> Result<Vec<i32>, (BatchError, Vec<i32>)> {
+        if unreachable {
+            return Err((BatchError::Unavailable("gone".into()), items));
+        }
+        if items.iter().any(|i| *i > 10) {
+            return Err((BatchError::Database("refused".into()), items));
+        }
+        Ok(items.iter().map(|i| i * 2).collect())
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_is_retried_item_by_item() {
+        let results = all_or_each("test", vec![1, 11, 3], |items| attempt(items, false)).await;
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0].as_ref().ok(), Some(&2));
+        assert!(matches!(results[1], Err(BatchError::Database(_))));
+        assert_eq!(results[2].as_ref().ok(), Some(&6));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_fails_every_item_without_retrying() {
+        let calls = std::cell::Cell::new(0);
+        let results = all_or_each("test", vec![1, 2, 3], |items| {
+            calls.set(calls.get() + 1);
+            attempt(items, true)
+        })
+        .await;
+        assert_eq!(calls.get(), 1);
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(BatchError::Unavailable(_))))
+        );
+    }
 }

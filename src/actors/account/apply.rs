@@ -20,7 +20,7 @@ use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::{self, Owner};
 use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
-use crate::store::write::BatchError;
+use crate::store::write::{BatchError, all_or_each};
 use crate::sync::MirrorWriter;
 
 /// Outcome of applying one batch of rows.
@@ -196,8 +196,8 @@ pub(super) async fn apply_rows(
     applied
 }
 
-/// Writes one kind of change for a batch of rows as one request; if that
-/// fails, each row alone, so only the bad rows fail.
+/// Writes one kind of change for a batch of rows as one request; if it is
+/// refused, each row alone (`all_or_each`), so only the bad rows fail.
 async fn write_group<Op, F, Fut>(
     group: &[(InboxRow, Op, Span)],
     write: F,
@@ -223,21 +223,29 @@ where
     };
     let spans =
         |rows: &[(InboxRow, Op, Span)]| rows.iter().map(|(_, _, s)| context_of(s)).collect();
-    match write(item(group), spans(group)).await {
-        Ok(_) => (group.iter().map(|(row, _, _)| row.id).collect(), Vec::new()),
-        Err(err) if group.len() == 1 => (Vec::new(), vec![(group[0].0.clone(), err.to_string())]),
-        Err(_) => {
-            let mut done = Vec::new();
-            let mut failed = Vec::new();
-            for one in group.chunks(1) {
-                match write(item(one), spans(one)).await {
-                    Ok(_) => done.push(one[0].0.id),
-                    Err(err) => failed.push((one[0].0.clone(), err.to_string())),
+    let results = all_or_each(
+        "account_rows",
+        group.to_vec(),
+        |rows: Vec<(InboxRow, Op, Span)>| {
+            let written = write(item(&rows), spans(&rows));
+            async move {
+                match written.await {
+                    Ok(_) => Ok(vec![(); rows.len()]),
+                    Err(err) => Err((err, rows)),
                 }
             }
-            (done, failed)
+        },
+    )
+    .await;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for ((row, _, _), result) in group.iter().zip(results) {
+        match result {
+            Ok(()) => done.push(row.id),
+            Err(err) => failed.push((row.clone(), err.to_string())),
         }
     }
+    (done, failed)
 }
 
 fn backoff(core: &Core, attempts: i32) -> chrono::Duration {
