@@ -5,7 +5,9 @@
 //!
 //! `cargo bench --bench ingest` (BENCH_SECONDS, BENCH_CLIENTS to change the run;
 //! BENCH_RSS_DETAIL=1 prints anonymous/file RSS at each new peak; `-- --write-docs`
-//! records the figures in docs/PERFORMANCE.md)
+//! records the figures in docs/PERFORMANCE.md). With `BENCH_BASELINE_BIN` (another
+//! build of the binary) and `BENCH_BASELINE_CONFIG` (its config directory), each
+//! backend runs the baseline and then this build, and the ratios are printed.
 
 mod common;
 
@@ -222,7 +224,7 @@ async fn count_reservations(db: &sea_orm::DatabaseConnection, ids: std::ops::Ran
 }
 
 struct Figures {
-    backend: &'static str,
+    backend: String,
     burst: Load,
     burst_applied: Vec<f64>,
     burst_rows: i64,
@@ -230,9 +232,57 @@ struct Figures {
     steady_applied: Vec<f64>,
 }
 
-async fn run_backend(db: &Database, clients: usize, seconds: u64) -> Figures {
-    println!("== {}: starting the service", db.name());
-    let mut service = common::start_service(db, &[]);
+/// The binary under test: this build, or a baseline build to compare with
+/// (`BENCH_BASELINE_BIN`, with its own config directory
+/// `BENCH_BASELINE_CONFIG`, and `BENCH_BASELINE_SQLITE_ENV=KEY=VALUE,...`
+/// for settings it needs on SQLite only).
+struct Build {
+    label: &'static str,
+    bin: std::path::PathBuf,
+    config: std::path::PathBuf,
+    sqlite_env: Vec<(String, String)>,
+}
+
+impl Build {
+    fn this() -> Build {
+        Build {
+            label: "",
+            bin: env!("CARGO_BIN_EXE_sync-hostaway").into(),
+            config: common::manifest_dir().join("config"),
+            sqlite_env: Vec::new(),
+        }
+    }
+
+    fn baseline() -> Option<Build> {
+        let bin = std::env::var("BENCH_BASELINE_BIN").ok()?;
+        let config = std::env::var("BENCH_BASELINE_CONFIG")
+            .expect("BENCH_BASELINE_CONFIG: the baseline's own config directory");
+        let sqlite_env = std::env::var("BENCH_BASELINE_SQLITE_ENV")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Some(Build {
+            label: " (baseline)",
+            bin: bin.into(),
+            config: config.into(),
+            sqlite_env,
+        })
+    }
+}
+
+async fn run_backend(db: &Database, build: &Build, clients: usize, seconds: u64) -> Figures {
+    println!("== {}{}: starting the service", db.name(), build.label);
+    let env: Vec<(&str, &str)> = match db {
+        Database::Sqlite { .. } => build
+            .sqlite_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        Database::Postgres { .. } => Vec::new(),
+    };
+    let mut service = common::start_service_with(&build.bin, &build.config, db, &env);
     let http = reqwest::Client::new();
     common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
     let conn = db.connect().await;
@@ -284,7 +334,7 @@ async fn run_backend(db: &Database, clients: usize, seconds: u64) -> Figures {
     }
     service.terminate();
     Figures {
-        backend: db.name(),
+        backend: format!("{}{}", db.name(), build.label),
         burst,
         burst_applied,
         burst_rows,
@@ -304,12 +354,17 @@ fn main() {
     let figures: Vec<Figures> = runtime.block_on(async {
         sync_hostaway::install_tls_provider();
         let mut all = Vec::new();
-        for db in [Database::postgres(), Some(Database::sqlite())]
-            .into_iter()
-            .flatten()
-        {
-            all.push(run_backend(&db, clients, seconds).await);
-            db.cleanup().await;
+        let baseline = Build::baseline();
+        let this = Build::this();
+        for backend in [Database::postgres as fn() -> Option<Database>, || {
+            Some(Database::sqlite())
+        }] {
+            // The baseline first, then this build, each on a fresh database.
+            for build in baseline.iter().chain([&this]) {
+                let Some(db) = backend() else { continue };
+                all.push(run_backend(&db, build, clients, seconds).await);
+                db.cleanup().await;
+            }
         }
         all
     });
@@ -361,6 +416,30 @@ fn main() {
             s.errors,
         ));
     }
+    let compared = figures.iter().any(|f| f.backend.ends_with("(baseline)"));
+    if compared {
+        text.push_str("\nThis build against the baseline, same run (ratio this / baseline):\n\n| Backend | acked/s | ack p99 | received→applied p99 |\n|---|---|---|---|\n");
+        for pair in figures.chunks(2) {
+            if let [base, this] = pair {
+                let rate = |f: &Figures| f.burst.acked as f64 / f.burst.elapsed.as_secs_f64();
+                let p99 = |f: &Figures| f.burst.latency_us.value_at_quantile(0.99) as f64;
+                text.push_str(&format!(
+                    "| {} | {:.3} | {:.3} | {:.3} |\n",
+                    this.backend,
+                    rate(this) / rate(base),
+                    p99(this) / p99(base),
+                    percentile(&this.burst_applied, 0.99) / percentile(&base.burst_applied, 0.99),
+                ));
+            }
+        }
+    }
     println!("{text}");
-    common::write_section("ingest", &text);
+    common::write_section(
+        if compared {
+            "ingest-baseline"
+        } else {
+            "ingest"
+        },
+        &text,
+    );
 }

@@ -105,10 +105,25 @@ pub type Service = ServiceProcess;
 /// Starts the service on `db` with production settings (and `env` on top)
 /// and waits until it listens.
 pub fn start_service(db: &Database, env: &[(&str, &str)]) -> Service {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sync-hostaway"));
+    start_service_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sync-hostaway")),
+        &manifest_dir().join("config"),
+        db,
+        env,
+    )
+}
+
+/// `start_service` for another build of the binary, with its config directory.
+pub fn start_service_with(
+    bin: &std::path::Path,
+    config_dir: &std::path::Path,
+    db: &Database,
+    env: &[(&str, &str)],
+) -> Service {
+    let mut command = Command::new(bin);
     command
         .arg("--config-dir")
-        .arg(manifest_dir().join("config"))
+        .arg(config_dir)
         .env("SYNC_HOSTAWAY_ENV", "production")
         .env("SYNC_HOSTAWAY__SERVER__HOST", "127.0.0.1")
         .env("SYNC_HOSTAWAY__SERVER__PORT", "0")
