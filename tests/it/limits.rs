@@ -145,7 +145,7 @@ async fn slow_bodies_are_cut_off_and_memory_stays_flat(backend: Backend) {
 }
 
 /// Events of 98 KiB in the backlog test: `BACKLOG_EVENTS`, default 1,500
-/// (a backlog of ~150 MB, far beyond the queues' 16 MiB bound; the figure in
+/// (a backlog of ~150 MB, far beyond the queues' 8 MiB bound; the figure in
 /// docs/PERFORMANCE.md is a run with 10,000).
 fn backlog_events() -> i64 {
     std::env::var("BACKLOG_EVENTS")
