@@ -14,8 +14,9 @@ use crate::actors::ActorSystem;
 use crate::actors::registrar::EnsureAll;
 use crate::actors::router::StartAll;
 use crate::config::Settings;
-pub use crate::context::{Core, StartupError};
-pub use crate::http::AppContext;
+use crate::context::Core;
+pub use crate::context::StartupError;
+use crate::http::AppContext;
 use crate::http::tracing::SemConvRootSpan;
 
 /// Options that differ between the binary and in-process test instances.

@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use sync_hostaway::actors::ActorSystem;
-use sync_hostaway::app::{Application, Core};
+use sync_hostaway::app::Application;
 use sync_hostaway::config::Settings;
+use sync_hostaway::context::Core;
 use sync_hostaway::lifecycle::Accounts;
 use sync_hostaway::sync::{SyncMode, SyncRequest};
 use sync_hostaway::{store, telemetry};

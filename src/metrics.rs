@@ -306,8 +306,3 @@ pub const ACTOR_KINDS: &[&str] = &[
     "registrar",
     "scheduler",
 ];
-
-/// Event label for metrics: handled event names as they are, anything else `other`.
-pub fn event_label(event: &str) -> &'static str {
-    EventType::label(event)
-}

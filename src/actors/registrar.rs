@@ -114,10 +114,8 @@ impl WebhookRegistrar {
             otel.name = "registrar.reconcile",
             hostaway.account_id = account_id
         );
-        let work = tracing::Instrument::instrument(
-            contained(self.core.metrics.clone(), reconcile(core, account_id, url)),
-            span,
-        );
+        let work =
+            tracing::Instrument::instrument(contained(reconcile(core, account_id, url)), span);
         ctx.spawn(work.into_actor(self).map(move |result, act, ctx| {
             act.in_flight.remove(&account_id);
             match result {
@@ -152,10 +150,7 @@ impl WebhookRegistrar {
     fn remove(&mut self, client: AccountClient) -> actix::ResponseActFuture<Self, ()> {
         let account_id = client.account_id();
         let retry_client = client.clone();
-        let work = contained(
-            self.core.metrics.clone(),
-            removal(self.core.clone(), self.target_url(), client),
-        );
+        let work = contained(removal(self.core.clone(), self.target_url(), client));
         Box::pin(work.into_actor(self).map(move |result, act, ctx| match result {
             Ok(()) => {
                 act.removals.remove(&account_id);
@@ -182,23 +177,17 @@ impl WebhookRegistrar {
     }
 }
 
-/// Runs one registration job; a panic in it becomes that job's error (it
-/// is retried with backoff like any failure) and is counted as a restart.
+/// Runs one registration job; a panic in it becomes that job's error, and
+/// the job is retried with backoff like any failure (the registrar itself
+/// never stops for it).
 async fn contained<E: std::fmt::Display>(
-    metrics: Arc<crate::metrics::Metrics>,
     work: impl std::future::Future<Output = Result<(), E>>,
 ) -> Result<(), String> {
-    {
-        match contain(work).await {
-            Ok(result) => result.map_err(|err| err.to_string()),
-            Err(panic) => {
-                tracing::error!(error = %panic, "webhook registration job panicked");
-                metrics
-                    .actor_restarts
-                    .with_label_values(&["registrar"])
-                    .inc();
-                Err(panic.to_string())
-            }
+    match contain(work).await {
+        Ok(result) => result.map_err(|err| err.to_string()),
+        Err(panic) => {
+            tracing::error!(error = %panic, "webhook registration job panicked");
+            Err(panic.to_string())
         }
     }
 }

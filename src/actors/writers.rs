@@ -17,7 +17,8 @@ use tracing::{Instrument, Span};
 
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use super::traced::SpanContext;
-use crate::metrics::{Metrics, event_label};
+use crate::events::EventType;
+use crate::metrics::Metrics;
 use crate::store::rows::{ListingRow, ReservationRow, ThreadMerge};
 use crate::store::upserts::{Key, Written};
 use crate::store::{begin_write, inbox, upserts};
@@ -222,7 +223,7 @@ async fn commit_items<W: EntityWrites>(
     report_written(metrics, W::ENTITY, &total);
     let applied = Utc::now();
     for settle in items.iter().flat_map(|i| i.settle.iter()) {
-        let label = event_label(&settle.event);
+        let label = EventType::label(&settle.event);
         metrics
             .webhook_events_applied
             .with_label_values(&[label])

@@ -22,10 +22,10 @@ use crate::actors::group_commit::Request;
 use crate::actors::router::RequeueFor;
 use crate::actors::traced::TraceExt;
 use crate::config::ServerSettings;
+use crate::events::EventType;
 use crate::hostaway::decode;
 use crate::hostaway::webhook::parse_delivery;
 use crate::http::AppContext;
-use crate::metrics::event_label;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
 
 /// What no more than `server.max_inflight_bodies` request bodies, holding no
@@ -147,7 +147,7 @@ pub async fn receive(
     let label = if event == "invalid" {
         "invalid"
     } else {
-        event_label(&event)
+        EventType::label(&event)
     };
     ctx.metrics
         .webhooks_received

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use sync_hostaway::app::{AppContext, Application, BuildOptions};
+use sync_hostaway::app::{Application, BuildOptions};
 use sync_hostaway::config::{Environment, LoadOptions, Settings};
+use sync_hostaway::http::AppContext;
 use sync_hostaway::store;
 use tempfile::TempDir;
 

@@ -15,6 +15,7 @@ use crate::actors::traced::{SpanContext, context_of};
 use crate::actors::writers::{ListingChange, Settle, WriteItem, Writers};
 use crate::backoff::Backoff;
 use crate::context::Core;
+use crate::events::EventType;
 use crate::hostaway::webhook::{WebhookEvent, decode_event};
 use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::{self, Owner};
@@ -172,7 +173,7 @@ pub(super) async fn apply_rows(
         let retry_at = (attempts < max).then(|| Utc::now() + backoff(&core, attempts));
         core.metrics
             .webhook_apply_failures
-            .with_label_values(&[crate::metrics::event_label(&row.event_type)])
+            .with_label_values(&[EventType::label(&row.event_type)])
             .inc();
         if retry_at.is_none() {
             core.metrics.webhook_dead_letters.inc();
@@ -210,28 +211,29 @@ where
     if group.is_empty() {
         return (Vec::new(), Vec::new());
     }
-    let item = |rows: &[(InboxRow, Op, Span)]| WriteItem {
-        op: rows.iter().map(|(_, op, _)| op.clone()).collect(),
-        settle: rows
+    // Batches are built over indices into `group`: nothing is cloned but
+    // what each request carries.
+    let item = |picked: &[usize]| WriteItem {
+        op: picked.iter().map(|&i| group[i].1.clone()).collect(),
+        settle: picked
             .iter()
-            .map(|(row, _, _)| Settle {
-                inbox_id: row.id,
-                event: row.event_type.clone(),
-                received_at: row.received_at,
+            .map(|&i| Settle {
+                inbox_id: group[i].0.id,
+                event: group[i].0.event_type.clone(),
+                received_at: group[i].0.received_at,
             })
             .collect(),
     };
-    let spans =
-        |rows: &[(InboxRow, Op, Span)]| rows.iter().map(|(_, _, s)| context_of(s)).collect();
+    let spans = |picked: &[usize]| picked.iter().map(|&i| context_of(&group[i].2)).collect();
     let results = all_or_each(
         "account_rows",
-        group.to_vec(),
-        |rows: Vec<(InboxRow, Op, Span)>| {
-            let written = write(item(&rows), spans(&rows));
+        (0..group.len()).collect(),
+        |picked: Vec<usize>| {
+            let written = write(item(&picked), spans(&picked));
             async move {
                 match written.await {
-                    Ok(_) => Ok(vec![(); rows.len()]),
-                    Err(err) => Err((err, rows)),
+                    Ok(_) => Ok(vec![(); picked.len()]),
+                    Err(err) => Err((err, picked)),
                 }
             }
         },
