@@ -63,7 +63,7 @@ impl ActorSystem {
             &writer_arbiter.handle(),
             &core.db,
             &core.metrics,
-            settings.webhooks.ingest_batch_max,
+            settings.webhooks.ingest_batch_max.get(),
         );
         arbiters.push(writer_arbiter);
         let registrar = {
@@ -76,7 +76,7 @@ impl ActorSystem {
         };
         let ingest = {
             let (db, metrics, router) = (core.db.clone(), core.metrics.clone(), router.clone());
-            let max_batch = settings.webhooks.ingest_batch_max;
+            let max_batch = settings.webhooks.ingest_batch_max.get();
             let poison = settings.faults.fail_inbox_event_types.clone();
             Supervisor::start(move |_| {
                 GroupCommit::new(

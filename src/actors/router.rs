@@ -140,7 +140,7 @@ impl AccountRouter {
         let registrar = self.registrar.clone();
         let limits = &core.settings.actors;
         let doorbell = Arc::new(Doorbell::new(
-            limits.max_queued_rows,
+            limits.max_queued_rows.get(),
             limits.max_queued_bytes,
             self.budget.clone(),
         ));

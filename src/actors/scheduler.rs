@@ -71,12 +71,12 @@ impl Scheduler {
     }
 
     fn interval(&self) -> Duration {
-        Duration::from_secs(self.core.settings.sync.reconcile_interval_secs)
+        Duration::from_secs(self.core.settings.sync.reconcile_interval_secs.get())
     }
 
     /// The interval with +/- `sync.jitter_ratio` of random spread.
     fn jittered(&self) -> Duration {
-        let ratio = self.core.settings.sync.jitter_ratio;
+        let ratio = self.core.settings.sync.jitter_ratio.get();
         let factor = if ratio > 0.0 {
             rand::rng().random_range(1.0 - ratio..=1.0 + ratio)
         } else {

@@ -88,7 +88,7 @@ pub struct RestartTracker {
 impl RestartTracker {
     pub fn new(settings: &ActorSettings) -> Self {
         RestartTracker {
-            max_restarts: settings.max_restarts.max(1) as usize,
+            max_restarts: settings.max_restarts.get() as usize,
             window: Duration::from_secs(settings.restart_window_secs.max(1)),
             backoff: Backoff::from_millis(
                 settings.restart_backoff_ms,
@@ -132,16 +132,17 @@ impl RestartTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::num::{NonZeroU32, NonZeroUsize};
 
     fn settings(max: u32) -> ActorSettings {
         ActorSettings {
-            max_restarts: max,
+            max_restarts: NonZeroU32::new(max).unwrap(),
             restart_window_secs: 60,
             restart_backoff_ms: 100,
             restart_backoff_max_ms: 300,
             shutdown_timeout_secs: 1,
             account_arbiters: 1,
-            max_queued_rows: 10,
+            max_queued_rows: NonZeroUsize::new(10).unwrap(),
             max_queued_bytes: 1 << 20,
             max_queued_bytes_total: 1 << 21,
             degraded_retry_secs: 300,

@@ -143,7 +143,7 @@ impl HostawayClient {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout())
             .connect_timeout(settings.request_timeout().min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(settings.concurrency.max(4))
+            .pool_max_idle_per_host(settings.concurrency.get().max(4))
             .user_agent(concat!("sync-hostaway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HostawayError::Connect {
@@ -359,8 +359,8 @@ impl AccountClient {
         concurrent: bool,
     ) -> Result<Collected, HostawayError> {
         let settings = &self.client.inner.settings;
-        let limit = i64::from(settings.page_size.max(1));
-        let max_pages = settings.max_pages.max(1);
+        let limit = i64::from(settings.page_size.get());
+        let max_pages = settings.max_pages.get();
         let page = |offset: i64| {
             Self::page_call(
                 path,
@@ -388,7 +388,7 @@ impl AccountClient {
                     let call = page(offset);
                     async move { self.execute(&call).await }
                 })
-                .buffered(settings.concurrency.max(1));
+                .buffered(settings.concurrency.get());
             while let Some(envelope) = pages.try_next().await? {
                 let items = result_array(endpoint, envelope.result)?;
                 collected.add_page(envelope.count, items);
@@ -436,11 +436,11 @@ impl AccountClient {
         enough: impl Fn(&[Value]) -> bool,
     ) -> Result<Collected, HostawayError> {
         let settings = &self.client.inner.settings;
-        let limit = i64::from(settings.page_size.max(1));
+        let limit = i64::from(settings.page_size.get());
         let mut collected = Collected::default();
         let mut cursors = HashSet::new();
         let mut after_id = None;
-        for _ in 0..settings.max_pages.max(1) {
+        for _ in 0..settings.max_pages.get() {
             let call = Self::page_call(
                 path,
                 endpoint,

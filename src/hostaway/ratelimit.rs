@@ -22,7 +22,7 @@ struct Window {
 impl Window {
     fn new(limit: RateLimit, margin: Duration) -> Self {
         Window {
-            limit: limit.requests.max(1) as usize,
+            limit: limit.requests.get() as usize,
             window: limit.window() + margin,
             admitted: VecDeque::new(),
         }
@@ -139,12 +139,12 @@ mod tests {
         RateLimitSettings {
             enabled: true,
             per_ip: RateLimit {
-                requests: ip,
-                per_seconds: secs,
+                requests: ip.try_into().unwrap(),
+                per_seconds: secs.try_into().unwrap(),
             },
             per_account: RateLimit {
-                requests: account,
-                per_seconds: secs,
+                requests: account.try_into().unwrap(),
+                per_seconds: secs.try_into().unwrap(),
             },
             safety_margin_ms: 0,
         }

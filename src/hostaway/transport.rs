@@ -259,7 +259,7 @@ impl Inner {
         account_id: i64,
         mut sender: impl Sender,
     ) -> Result<bytes::Bytes, HostawayError> {
-        let max = self.settings.max_attempts.max(1);
+        let max = self.settings.max_attempts.get();
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -6,14 +6,16 @@ use std::collections::HashMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
 use super::auth::Admin;
+use super::dto::{
+    AccountPath, CreateAccount, DeleteQuery, SyncQuery, UpdateAccount, parse_body, required,
+};
 use super::webhooks::read_body;
-use crate::events::EventType;
 use crate::http::AppContext;
 use crate::lifecycle::{Accounts, Change, Create};
 use crate::store::accounts::{self, EntityCounts};
@@ -86,112 +88,18 @@ async fn view_of(ctx: &AppContext, row: entities::account::Model) -> Result<Acco
     Ok(view(ctx, row, counts))
 }
 
-fn parse_account_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::bad_request("invalid_path", "the account id must be a positive integer")
-    })
-}
-
 /// The lifecycle operations, over this service's state and actors.
 fn lifecycle(ctx: &AppContext) -> Accounts<'_> {
     Accounts::new(&ctx.core, &ctx.actors)
 }
 
-/// A `true`/`false` (or `1`/`0`) query flag; absent is false.
-fn query_flag(raw: Option<&str>, name: &str) -> Result<bool, ApiError> {
-    match raw {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") => Ok(true),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("{name} must be true or false"),
-        )),
-    }
-}
-
-/// Parses a JSON object body, refusing unknown fields.
-async fn object_body(
+/// Reads and parses an admin request body.
+async fn body<T: serde::de::DeserializeOwned>(
     req: &HttpRequest,
     payload: web::Payload,
-    allowed: &[&str],
-) -> Result<Map<String, Value>, ApiError> {
-    let ctx = req
-        .app_data::<web::Data<AppContext>>()
-        .ok_or_else(|| ApiError::internal(&"the application context is not registered"))?;
-    let body = read_body(req, payload, ADMIN_BODY_LIMIT, &ctx.bodies).await?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            "the body must be a JSON object",
-        ));
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(
-            "invalid_body",
-            format!(
-                "unknown field `{unknown}` (allowed: {})",
-                allowed.join(", ")
-            ),
-        ));
-    }
-    Ok(map)
-}
-
-fn field_secret(map: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    match map.get("client_secret") {
-        None => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 512 => Ok(Some(s.clone())),
-        Some(Value::String(_)) => Err(ApiError::bad_request(
-            "invalid_body",
-            "client_secret must be a non-empty string of at most 512 characters",
-        )),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            "client_secret must be a string",
-        )),
-    }
-}
-
-/// `Some(None)` clears the customer id.
-fn field_customer(map: &Map<String, Value>) -> Result<Option<Option<Uuid>>, ApiError> {
-    match map.get("customer_id") {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => Uuid::parse_str(s)
-            .map(|u| Some(Some(u)))
-            .map_err(|_| ApiError::bad_request("invalid_body", "customer_id must be a UUID")),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_body",
-            "customer_id must be a UUID string",
-        )),
-    }
-}
-
-fn field_ignored(map: &Map<String, Value>) -> Result<Option<Vec<String>>, ApiError> {
-    let bad = || {
-        ApiError::bad_request(
-            "invalid_body",
-            format!(
-                "ignored_events must be a list of event names ({})",
-                EventType::names().collect::<Vec<_>>().join(", ")
-            ),
-        )
-    };
-    match map.get("ignored_events") {
-        None => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) if EventType::parse(s).is_some() => Ok(s.clone()),
-                _ => Err(bad()),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(bad()),
-    }
+    ctx: &AppContext,
+) -> Result<T, ApiError> {
+    parse_body(&read_body(req, payload, ADMIN_BODY_LIMIT, &ctx.bodies).await?)
 }
 
 pub async fn create(
@@ -200,42 +108,13 @@ pub async fn create(
     payload: web::Payload,
     ctx: web::Data<AppContext>,
 ) -> Result<HttpResponse, ApiError> {
-    let map = object_body(
-        &req,
-        payload,
-        &[
-            "account_id",
-            "client_secret",
-            "customer_id",
-            "ignored_events",
-        ],
-    )
-    .await?;
-    let account_id = match map.get("account_id") {
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "account_id is required",
-            ));
-        }
-        Some(Value::Number(n)) => n.as_i64().filter(|id| *id > 0).ok_or_else(|| {
-            ApiError::bad_request("invalid_body", "account_id must be a positive integer")
-        })?,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "account_id must be a positive integer",
-            ));
-        }
-    };
-    let client_secret = field_secret(&map)?
-        .ok_or_else(|| ApiError::bad_request("invalid_body", "client_secret is required"))?;
+    let new: CreateAccount = body(&req, payload, &ctx).await?;
     let row = lifecycle(&ctx)
         .create(Create {
-            account_id,
-            client_secret,
-            customer_id: field_customer(&map)?.flatten(),
-            ignored_events: field_ignored(&map)?.unwrap_or_default(),
+            account_id: required(new.account_id, "account_id")?.0,
+            client_secret: required(new.client_secret, "client_secret")?.0,
+            customer_id: new.customer_id.and_then(|c| c.0),
+            ignored_events: new.ignored_events.unwrap_or_default().0,
         })
         .await?;
     let view = view(&ctx, row, EntityCounts::default());
@@ -258,9 +137,9 @@ pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpRespo
 pub async fn get_one(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = lifecycle(&ctx).find(parse_account_id(&path)?).await?;
+    let row = lifecycle(&ctx).find(path.0.0).await?;
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
@@ -269,54 +148,27 @@ pub async fn update(
     req: HttpRequest,
     payload: web::Payload,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = parse_account_id(&path)?;
-    let map = object_body(
-        &req,
-        payload,
-        &[
-            "client_secret",
-            "customer_id",
-            "is_active",
-            "ignored_events",
-        ],
-    )
-    .await?;
-    let is_active = match map.get("is_active") {
-        None => None,
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_body",
-                "is_active must be true or false",
-            ));
-        }
-    };
+    let patch: UpdateAccount = body(&req, payload, &ctx).await?;
     let change = Change {
-        client_secret: field_secret(&map)?,
-        customer_id: field_customer(&map)?,
-        ignored_events: field_ignored(&map)?,
-        is_active,
+        client_secret: patch.client_secret.map(|s| s.0),
+        customer_id: patch.customer_id.map(|c| c.0),
+        ignored_events: patch.ignored_events.map(|e| e.0),
+        is_active: patch.is_active.map(|a| a.0),
     };
-    let row = lifecycle(&ctx).change(account_id, change).await?;
+    let row = lifecycle(&ctx).change(path.0.0, change).await?;
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
-}
-
-#[derive(Deserialize)]
-pub struct DeleteQuery {
-    hard: Option<String>,
 }
 
 pub async fn remove(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
     query: web::Query<DeleteQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = parse_account_id(&path)?;
-    let hard = query_flag(query.hard.as_deref(), "hard")?;
-    if !hard {
+    let account_id = path.0.0;
+    if !query.hard.0 {
         let row = lifecycle(&ctx).deactivate(account_id).await?;
         return Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?));
     }
@@ -324,30 +176,15 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
-pub struct SyncQuery {
-    mode: Option<String>,
-    dry_run: Option<String>,
-}
-
 pub async fn sync(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
     query: web::Query<SyncQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = parse_account_id(&path)?;
-    let mode = match query.mode.as_deref() {
-        None | Some("incremental") => SyncMode::Incremental,
-        Some("full") => SyncMode::Full,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "mode must be full or incremental",
-            ));
-        }
-    };
-    let dry_run = query_flag(query.dry_run.as_deref(), "dry_run")?;
+    let account_id = path.0.0;
+    let mode = query.mode.unwrap_or(SyncMode::Incremental);
+    let dry_run = query.dry_run.0;
     // A manual sync also lifts a degraded state.
     lifecycle(&ctx)
         .sync(account_id, SyncRequest { mode, dry_run })
@@ -363,19 +200,18 @@ pub async fn sync(
 pub async fn replay_failed(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = parse_account_id(&path)?;
-    let count = lifecycle(&ctx).replay_failed(account_id).await?;
+    let count = lifecycle(&ctx).replay_failed(path.0.0).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "requeued": count})))
 }
 
 pub async fn rotate_credentials(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<AccountPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = parse_account_id(&path)?;
+    let account_id = path.0.0;
     lifecycle(&ctx).rotate_credentials(account_id).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "rotating", "account_id": account_id})))
 }

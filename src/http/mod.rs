@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod dto;
 pub mod error;
 pub mod health;
 pub mod tracing;
@@ -36,31 +37,30 @@ impl Deref for AppContext {
 
 /// Every route of the service.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(
-        web::QueryConfig::default()
-            .error_handler(|err, _| ApiError::bad_request("invalid_query", err.to_string()).into()),
-    )
-    .route(paths::HEALTH, web::get().to(health::health))
-    .route(paths::READY, web::get().to(health::ready))
-    .route(paths::METRICS, web::get().to(health::metrics))
-    .service(web::resource(paths::WEBHOOKS).post(webhooks::receive))
-    .service(web::resource(paths::WEBHOOK_EVENTS).get(webhooks::list_events))
-    .service(web::resource(paths::WEBHOOK_EVENT_REPLAY).post(webhooks::replay_event))
-    .service(
-        web::resource(paths::ACCOUNTS)
-            .post(accounts::create)
-            .get(accounts::list),
-    )
-    .service(
-        web::resource(paths::ACCOUNT)
-            .get(accounts::get_one)
-            .patch(accounts::update)
-            .delete(accounts::remove),
-    )
-    .service(web::resource(paths::ACCOUNT_SYNC).post(accounts::sync))
-    .service(web::resource(paths::ACCOUNT_REPLAY_FAILED).post(accounts::replay_failed))
-    .service(web::resource(paths::ACCOUNT_ROTATE_CREDENTIALS).post(accounts::rotate_credentials))
-    .default_service(web::to(not_found));
+    cfg.configure(dto::extractor_errors)
+        .route(paths::HEALTH, web::get().to(health::health))
+        .route(paths::READY, web::get().to(health::ready))
+        .route(paths::METRICS, web::get().to(health::metrics))
+        .service(web::resource(paths::WEBHOOKS).post(webhooks::receive))
+        .service(web::resource(paths::WEBHOOK_EVENTS).get(webhooks::list_events))
+        .service(web::resource(paths::WEBHOOK_EVENT_REPLAY).post(webhooks::replay_event))
+        .service(
+            web::resource(paths::ACCOUNTS)
+                .post(accounts::create)
+                .get(accounts::list),
+        )
+        .service(
+            web::resource(paths::ACCOUNT)
+                .get(accounts::get_one)
+                .patch(accounts::update)
+                .delete(accounts::remove),
+        )
+        .service(web::resource(paths::ACCOUNT_SYNC).post(accounts::sync))
+        .service(web::resource(paths::ACCOUNT_REPLAY_FAILED).post(accounts::replay_failed))
+        .service(
+            web::resource(paths::ACCOUNT_ROTATE_CREDENTIALS).post(accounts::rotate_credentials),
+        )
+        .default_service(web::to(not_found));
 }
 
 async fn not_found() -> HttpResponse {

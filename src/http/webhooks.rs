@@ -11,13 +11,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use chrono::Utc;
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing_actix_web::RootSpan;
 
 use super::ApiError;
 use super::auth::{Admin, Deliverer, authenticate_delivery};
+use super::dto::{DEFAULT_EVENTS_LIMIT, EventsQuery};
 use crate::actors::group_commit::Request;
 use crate::actors::router::RequeueFor;
 use crate::actors::traced::TraceExt;
@@ -40,13 +40,13 @@ pub struct BodyBudget {
 impl BodyBudget {
     pub fn new(settings: &ServerSettings) -> Self {
         BodyBudget {
-            bodies: Arc::new(Semaphore::new(settings.max_inflight_bodies.max(1))),
+            bodies: Arc::new(Semaphore::new(settings.max_inflight_bodies.get())),
             bytes: Arc::new(Semaphore::new(
                 settings
                     .max_inflight_body_bytes
                     .clamp(1, Semaphore::MAX_PERMITS),
             )),
-            timeout: Duration::from_secs_f64(settings.body_timeout_secs.max(0.001)),
+            timeout: settings.body_timeout_secs.duration(),
         }
     }
 }
@@ -264,43 +264,17 @@ async fn accept(
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
-pub struct EventsQuery {
-    account_id: Option<String>,
-    status: Option<String>,
-    limit: Option<String>,
-}
-
 pub async fn list_events(
     _admin: Admin,
     ctx: web::Data<AppContext>,
     query: web::Query<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let account_id = match &query.account_id {
-        None => None,
-        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-            ApiError::bad_request("invalid_query", "account_id must be an integer")
-        })?),
-    };
-    let status = match &query.status {
-        None => None,
-        Some(raw) => Some(EventStatus::parse(raw).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_query",
-                "status must be one of pending, processed, failed, ignored",
-            )
-        })?),
-    };
-    let limit = match &query.limit {
-        None => 50,
-        Some(raw) => raw
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
-            })?,
-    };
+    let EventsQuery {
+        account_id,
+        status,
+        limit,
+    } = query.into_inner();
+    let limit = limit.map_or(DEFAULT_EVENTS_LIMIT, |l| l.0);
     let events = inbox::list(
         &ctx.db,
         &EventFilter {
@@ -316,11 +290,9 @@ pub async fn list_events(
 pub async fn replay_event(
     _admin: Admin,
     ctx: web::Data<AppContext>,
-    path: web::Path<String>,
+    path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: i64 = path
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_path", "the event id must be an integer"))?;
+    let id = path.into_inner();
     let requeued = inbox::requeue_failed(&ctx.db, None, Some(id)).await?;
     match requeued.first() {
         Some((account_id, _)) => {

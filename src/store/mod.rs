@@ -53,7 +53,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         settings.max_connections
     };
     options
-        .max_connections(pool)
+        .max_connections(pool.get())
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)

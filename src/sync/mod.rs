@@ -15,7 +15,7 @@ use futures::future::LocalBoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use opentelemetry::trace::SpanContext;
 use sea_orm::DatabaseConnection;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -28,7 +28,7 @@ use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
 use crate::store::write::{BatchError, ListingChange, WriteItem};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     Full,

@@ -198,16 +198,22 @@ async fn bad_inputs_get_clear_400s(backend: Backend) {
     ] {
         let response = app.admin(Method::GET, path).send().await.unwrap();
         assert_eq!(response.status(), 400, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_path", "{path}: {error}");
     }
-    let response = app
-        .admin(
-            Method::POST,
-            "/api/v1/hostaway/accounts/1001/sync?mode=sideways",
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    for query in ["mode=sideways", "dry_run=maybe"] {
+        let response = app
+            .admin(
+                Method::POST,
+                &format!("/api/v1/hostaway/accounts/1001/sync?{query}"),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_query", "{query}: {error}");
+    }
     use sea_orm::{EntityTrait, PaginatorTrait};
     let count = entities::account::Entity::find()
         .count(&app.db)

@@ -31,7 +31,7 @@ fn environment_file_is_layered_over_defaults() {
         "development.toml overrides"
     );
     assert_eq!(
-        dev.database.schema, "hostaway",
+        &*dev.database.schema, "hostaway",
         "default.toml fills the rest"
     );
 
@@ -61,8 +61,8 @@ fn env_vars_override_any_key() {
         s.database.url.expose(),
         "postgres://postgres@127.0.0.1:5432/test"
     );
-    assert_eq!(s.hostaway.rate_limit.per_ip.requests, 7);
-    assert_eq!(s.sync.reconcile_interval_secs, 60);
+    assert_eq!(s.hostaway.rate_limit.per_ip.requests.get(), 7);
+    assert_eq!(s.sync.reconcile_interval_secs.get(), 60);
     assert!(!s.is_sqlite());
 }
 
@@ -74,6 +74,30 @@ fn a_bad_value_fails_with_the_key_named() {
     assert!(err.contains("database.url"), "{err}");
     let err = load(None, &[("SYNC_HOSTAWAY__SYNC__JITTER_RATIO", "3")]).unwrap_err();
     assert!(err.contains("sync.jitter_ratio"), "{err}");
+    for (var, key) in [
+        ("SYNC_HOSTAWAY__HOSTAWAY__PAGE_SIZE", "hostaway.page_size"),
+        (
+            "SYNC_HOSTAWAY__WEBHOOKS__MAX_ATTEMPTS",
+            "webhooks.max_attempts",
+        ),
+        (
+            "SYNC_HOSTAWAY__HOSTAWAY__REQUEST_TIMEOUT_SECS",
+            "hostaway.request_timeout_secs",
+        ),
+        (
+            "SYNC_HOSTAWAY__TELEMETRY__SAMPLING_RATIO",
+            "telemetry.sampling_ratio",
+        ),
+    ] {
+        let value = if key.ends_with("ratio") { "-1" } else { "0" };
+        let err = load(None, &[(var, value)]).unwrap_err();
+        assert!(err.contains(key), "{var}={value}: {err}");
+    }
+    let err = load(None, &[("SYNC_HOSTAWAY__HOSTAWAY__BASE_URL", "not a url")]).unwrap_err();
+    assert!(
+        err.contains("hostaway.base_url") && err.contains("absolute URL"),
+        "{err}"
+    );
     let err = load(
         None,
         &[("SYNC_HOSTAWAY__DATABASE__SQLITE_SYNCHRONOUS", "fast")],

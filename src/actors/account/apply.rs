@@ -169,7 +169,7 @@ pub(super) async fn apply_rows(
 
     for (row, error) in failures {
         let attempts = row.attempts + 1;
-        let max = core.settings.webhooks.max_attempts as i32;
+        let max = core.settings.webhooks.max_attempts.get() as i32;
         let retry_at = (attempts < max).then(|| Utc::now() + backoff(&core, attempts));
         core.metrics
             .webhook_apply_failures

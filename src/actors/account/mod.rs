@@ -153,9 +153,9 @@ impl AccountActor {
     ) -> Self {
         let restarts = RestartTracker::new(&core.settings.actors);
         let limits = Limits {
-            max_rows: core.settings.actors.max_queued_rows,
+            max_rows: core.settings.actors.max_queued_rows.get(),
             max_bytes: core.settings.actors.max_queued_bytes,
-            batch_rows: core.settings.webhooks.apply_batch_max,
+            batch_rows: core.settings.webhooks.apply_batch_max.get(),
         };
         AccountActor {
             account_id,

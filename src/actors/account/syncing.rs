@@ -232,7 +232,7 @@ fn sync_context<'a>(
         db: &core.db,
         writers,
         settings: &core.settings.sync,
-        concurrency: core.settings.hostaway.concurrency,
+        concurrency: core.settings.hostaway.concurrency.get(),
         metrics: &core.metrics,
         last_sync_at,
         max_future_skew: core.settings.webhooks.max_future_skew(),

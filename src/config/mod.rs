@@ -3,13 +3,17 @@
 //! value and fails with a message that names the offending key.
 
 use std::collections::HashMap;
-use std::fmt;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+
+mod values;
+pub use values::{
+    AbsoluteUrl, DatabaseUrl, Environment, Filter, Identifier, NonEmpty, OptionalUrl, Ratio,
+    Seconds, Secret,
+};
 
 /// Prefix of environment variables that override config keys.
 pub const ENV_PREFIX: &str = "SYNC_HOSTAWAY";
@@ -36,78 +40,6 @@ pub enum ConfigError {
     MissingDefaults(PathBuf),
 }
 
-/// Which environment file is layered over the defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    Development,
-    Test,
-    Production,
-}
-
-impl Environment {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Development => "development",
-            Environment::Test => "test",
-            Environment::Production => "production",
-        }
-    }
-
-    /// Reads `SYNC_HOSTAWAY_ENV`; `development` when unset.
-    pub fn from_process_env() -> Result<Self, ConfigError> {
-        match std::env::var(ENV_SELECTOR) {
-            Ok(value) if !value.trim().is_empty() => value.parse(),
-            _ => Ok(Environment::Development),
-        }
-    }
-}
-
-impl FromStr for Environment {
-    type Err = ConfigError;
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "development" | "dev" => Ok(Environment::Development),
-            "test" => Ok(Environment::Test),
-            "production" | "prod" => Ok(Environment::Production),
-            other => Err(ConfigError::UnknownEnvironment(other.to_string())),
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A secret read from config. Prints as `[REDACTED]`; empty means "not set".
-#[derive(Clone, Deserialize, Default)]
-#[serde(transparent)]
-pub struct Secret(SecretString);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(SecretString::from(value.into()))
-    }
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-    pub fn is_set(&self) -> bool {
-        !self.expose().is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_set() {
-            f.write_str("[REDACTED]")
-        } else {
-            f.write_str("[unset]")
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -132,11 +64,11 @@ fn default_env() -> Environment {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
-    pub host: String,
+    pub host: NonEmpty,
     pub port: u16,
     pub body_limit_bytes: usize,
-    pub body_timeout_secs: f64,
-    pub max_inflight_bodies: usize,
+    pub body_timeout_secs: Seconds,
+    pub max_inflight_bodies: NonZeroUsize,
     pub max_inflight_body_bytes: usize,
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
@@ -145,11 +77,11 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    pub url: Secret,
-    pub schema: String,
-    pub max_connections: u32,
+    pub url: DatabaseUrl,
+    pub schema: Identifier,
+    pub max_connections: NonZeroU32,
     /// Pool size on SQLite, which lets one connection write at a time.
-    pub sqlite_max_connections: u32,
+    pub sqlite_max_connections: NonZeroU32,
     pub connect_timeout_secs: u64,
     pub auto_migrate: bool,
     pub sqlite_synchronous: SqliteSynchronous,
@@ -180,13 +112,13 @@ impl TryFrom<String> for SqliteSynchronous {
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    pub requests: u32,
-    pub per_seconds: f64,
+    pub requests: NonZeroU32,
+    pub per_seconds: Seconds,
 }
 
 impl RateLimit {
     pub fn window(&self) -> Duration {
-        Duration::from_secs_f64(self.per_seconds)
+        self.per_seconds.duration()
     }
 }
 
@@ -202,14 +134,14 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostawaySettings {
-    pub base_url: String,
-    pub request_timeout_secs: f64,
-    pub max_attempts: u32,
+    pub base_url: AbsoluteUrl,
+    pub request_timeout_secs: Seconds,
+    pub max_attempts: NonZeroU32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
-    pub concurrency: usize,
-    pub page_size: u32,
-    pub max_pages: u32,
+    pub concurrency: NonZeroUsize,
+    pub page_size: NonZeroU32,
+    pub max_pages: NonZeroU32,
     pub max_retry_after_secs: u64,
     pub token_ready_delay_ms: u64,
     pub token_refresh_margin_secs: u64,
@@ -218,7 +150,7 @@ pub struct HostawaySettings {
 
 impl HostawaySettings {
     pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.request_timeout_secs)
+        self.request_timeout_secs.duration()
     }
 }
 
@@ -227,13 +159,13 @@ impl HostawaySettings {
 pub struct WebhookSettings {
     pub username: String,
     pub password: Secret,
-    pub public_base_url: String,
-    pub max_attempts: u32,
+    pub public_base_url: OptionalUrl,
+    pub max_attempts: NonZeroU32,
     pub retry_base_ms: u64,
     pub retry_max_ms: u64,
     pub retention_days: u32,
-    pub ingest_batch_max: usize,
-    pub apply_batch_max: usize,
+    pub ingest_batch_max: NonZeroUsize,
+    pub apply_batch_max: NonZeroUsize,
     pub registration_retry_base_ms: u64,
     pub registration_retry_max_ms: u64,
     pub credential_grace_secs: u64,
@@ -258,8 +190,8 @@ pub struct AdminSettings {
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
     pub scheduled: bool,
-    pub reconcile_interval_secs: u64,
-    pub jitter_ratio: f64,
+    pub reconcile_interval_secs: std::num::NonZeroU64,
+    pub jitter_ratio: Ratio,
     pub scheduler_tick_ms: u64,
     pub overlap_secs: u64,
     pub sync_on_create: bool,
@@ -291,13 +223,13 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySettings {
-    pub otlp_endpoint: String,
+    pub otlp_endpoint: OptionalUrl,
     pub otlp_protocol: OtlpProtocol,
-    pub service_name: String,
+    pub service_name: NonEmpty,
     pub log_format: LogFormat,
-    pub log_filter: String,
-    pub trace_filter: String,
-    pub sampling_ratio: f64,
+    pub log_filter: Filter,
+    pub trace_filter: Filter,
+    pub sampling_ratio: Ratio,
     pub export_queue_size: usize,
     pub export_timeout_ms: u64,
     pub metrics_refresh_secs: u64,
@@ -306,13 +238,13 @@ pub struct TelemetrySettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActorSettings {
-    pub max_restarts: u32,
+    pub max_restarts: NonZeroU32,
     pub restart_window_secs: u64,
     pub restart_backoff_ms: u64,
     pub restart_backoff_max_ms: u64,
     pub shutdown_timeout_secs: u64,
     pub account_arbiters: usize,
-    pub max_queued_rows: usize,
+    pub max_queued_rows: NonZeroUsize,
     pub max_queued_bytes: usize,
     pub max_queued_bytes_total: usize,
     pub degraded_retry_secs: u64,
@@ -425,7 +357,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks what serde cannot: ranges, URLs, and production rules.
+    /// Checks what one value's type cannot: rules between keys, and the
+    /// production rules. (Each value's own range is its type's.)
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
             ConfigError::Invalid {
@@ -433,17 +366,8 @@ impl Settings {
                 message: message.into(),
             }
         }
-        if self.server.host.trim().is_empty() {
-            return Err(invalid("server.host", "must not be empty"));
-        }
         if self.server.body_limit_bytes < 1024 {
             return Err(invalid("server.body_limit_bytes", "must be at least 1024"));
-        }
-        if !(self.server.body_timeout_secs > 0.0 && self.server.body_timeout_secs.is_finite()) {
-            return Err(invalid("server.body_timeout_secs", "must be positive"));
-        }
-        if self.server.max_inflight_bodies == 0 {
-            return Err(invalid("server.max_inflight_bodies", "must be at least 1"));
         }
         if self.server.max_inflight_body_bytes < self.server.body_limit_bytes {
             return Err(invalid(
@@ -451,63 +375,11 @@ impl Settings {
                 "must be at least server.body_limit_bytes",
             ));
         }
-        self.refuse_public_secrets()?;
-        let url = self.database.url.expose();
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
-        {
+        if self.actors.max_queued_bytes < self.server.body_limit_bytes {
             return Err(invalid(
-                "database.url",
-                "must start with sqlite:, postgres:// or postgresql://",
+                "actors.max_queued_bytes",
+                "must be at least server.body_limit_bytes (one event must fit)",
             ));
-        }
-        if self.database.max_connections == 0 {
-            return Err(invalid("database.max_connections", "must be at least 1"));
-        }
-        if self.database.sqlite_max_connections == 0 {
-            return Err(invalid(
-                "database.sqlite_max_connections",
-                "must be at least 1",
-            ));
-        }
-        if !is_identifier(&self.database.schema) {
-            return Err(invalid(
-                "database.schema",
-                "must be a lower-case identifier (a-z, 0-9, _, not starting with a digit, at most 63 characters)",
-            ));
-        }
-        if url::Url::parse(&self.hostaway.base_url).is_err() {
-            return Err(invalid("hostaway.base_url", "must be an absolute URL"));
-        }
-        if self.hostaway.max_attempts == 0 {
-            return Err(invalid("hostaway.max_attempts", "must be at least 1"));
-        }
-        if self.hostaway.concurrency == 0 {
-            return Err(invalid("hostaway.concurrency", "must be at least 1"));
-        }
-        if self.hostaway.page_size == 0 {
-            return Err(invalid("hostaway.page_size", "must be at least 1"));
-        }
-        if self.hostaway.max_pages == 0 {
-            return Err(invalid("hostaway.max_pages", "must be at least 1"));
-        }
-        if self.hostaway.request_timeout_secs <= 0.0 {
-            return Err(invalid("hostaway.request_timeout_secs", "must be positive"));
-        }
-        for (key, limit) in [
-            (
-                "hostaway.rate_limit.per_ip",
-                self.hostaway.rate_limit.per_ip,
-            ),
-            (
-                "hostaway.rate_limit.per_account",
-                self.hostaway.rate_limit.per_account,
-            ),
-        ] {
-            if limit.requests == 0 || limit.per_seconds <= 0.0 {
-                return Err(invalid(key, "requests and per_seconds must be positive"));
-            }
         }
         if self.webhooks.username.is_empty() == self.webhooks.password.is_set() {
             return Err(invalid(
@@ -515,67 +387,7 @@ impl Settings {
                 "webhooks.username and webhooks.password must be set together",
             ));
         }
-        if self.webhooks.max_attempts == 0 {
-            return Err(invalid("webhooks.max_attempts", "must be at least 1"));
-        }
-        if self.webhooks.ingest_batch_max == 0 || self.webhooks.apply_batch_max == 0 {
-            return Err(invalid(
-                "webhooks.ingest_batch_max",
-                "batch sizes must be at least 1",
-            ));
-        }
-        if !self.webhooks.public_base_url.is_empty()
-            && url::Url::parse(&self.webhooks.public_base_url).is_err()
-        {
-            return Err(invalid(
-                "webhooks.public_base_url",
-                "must be an absolute URL or empty",
-            ));
-        }
-        if self.sync.reconcile_interval_secs == 0 {
-            return Err(invalid(
-                "sync.reconcile_interval_secs",
-                "must be at least 1",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.sync.jitter_ratio) {
-            return Err(invalid("sync.jitter_ratio", "must be between 0 and 1"));
-        }
-        if !(0.0..=1.0).contains(&self.telemetry.sampling_ratio) {
-            return Err(invalid(
-                "telemetry.sampling_ratio",
-                "must be between 0 and 1",
-            ));
-        }
-        if self.telemetry.service_name.trim().is_empty() {
-            return Err(invalid("telemetry.service_name", "must not be empty"));
-        }
-        if !self.telemetry.otlp_endpoint.is_empty()
-            && url::Url::parse(&self.telemetry.otlp_endpoint).is_err()
-        {
-            return Err(invalid(
-                "telemetry.otlp_endpoint",
-                "must be an absolute URL or empty",
-            ));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.log_filter).is_err() {
-            return Err(invalid("telemetry.log_filter", "is not a valid filter"));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.telemetry.trace_filter).is_err() {
-            return Err(invalid("telemetry.trace_filter", "is not a valid filter"));
-        }
-        if self.actors.max_restarts == 0 {
-            return Err(invalid("actors.max_restarts", "must be at least 1"));
-        }
-        if self.actors.max_queued_rows == 0 {
-            return Err(invalid("actors.max_queued_rows", "must be at least 1"));
-        }
-        if self.actors.max_queued_bytes < self.server.body_limit_bytes {
-            return Err(invalid(
-                "actors.max_queued_bytes",
-                "must be at least server.body_limit_bytes (one event must fit)",
-            ));
-        }
+        self.refuse_public_secrets()?;
         if self.environment == Environment::Production {
             if !self.security.encryption_key.is_set() {
                 return Err(invalid(
@@ -631,7 +443,7 @@ impl Settings {
     }
 
     pub fn is_sqlite(&self) -> bool {
-        self.database.url.expose().starts_with("sqlite:")
+        self.database.url.is_sqlite()
     }
 }
 
@@ -656,38 +468,9 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn is_identifier(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !value.starts_with(|c: char| c.is_ascii_digit())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_never_print() {
-        let secret = Secret::new("hunter2");
-        assert_eq!(format!("{secret:?}"), "[REDACTED]");
-        assert_eq!(format!("{:?}", Secret::default()), "[unset]");
-    }
-
-    #[test]
-    fn identifiers() {
-        assert!(is_identifier("hostaway"));
-        assert!(is_identifier("it_abc_123"));
-        assert!(!is_identifier("1abc"));
-        assert!(!is_identifier("a-b"));
-        assert!(!is_identifier("a; drop"));
-        assert!(
-            !is_identifier("Hostaway"),
-            "mixed case would need quoting everywhere"
-        );
-    }
 
     #[test]
     fn loopback_hosts() {
