@@ -4,14 +4,12 @@
 //! timeouts; 400/404/422 and other 4xx are final. Each request is one span and
 //! one set of metrics, labelled by route template, never by token or id.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -19,7 +17,6 @@ use tokio::time::Instant;
 
 use super::decode;
 use super::error::HostawayError;
-use super::paging::{self, Collected};
 use super::ratelimit::RateLimiter;
 use super::tokens::{Token, TokenCache, TokenStore};
 use super::transport::{Anonymous, Attempt, Body, Call, Sender, Try};
@@ -63,7 +60,7 @@ impl std::fmt::Debug for Credentials {
 /// Shared by every account: HTTP connection pool, limiter, token cache.
 #[derive(Clone)]
 pub struct HostawayClient {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 pub(super) struct Inner {
@@ -229,7 +226,7 @@ impl Inner {
 /// The client bound to one account. Cheap to clone.
 #[derive(Clone)]
 pub struct AccountClient {
-    client: HostawayClient,
+    pub(super) client: HostawayClient,
     credentials: Arc<Credentials>,
 }
 
@@ -255,7 +252,7 @@ impl AccountClient {
     }
 
     /// Runs `call` with the account's token and the retry policy.
-    async fn execute(&self, call: &Call) -> Result<Envelope, HostawayError> {
+    pub(super) async fn execute(&self, call: &Call) -> Result<Envelope, HostawayError> {
         let inner = &self.client.inner;
         let account_id = self.account_id();
         let token = inner.tokens.get(account_id, self.token_fetcher()).await?;
@@ -266,201 +263,6 @@ impl AccountClient {
         };
         let body = inner.retrying(call, account_id, sender).await?;
         parse_envelope(call.endpoint, &body)
-    }
-
-    /// One page request of `path`, with `extra` query parameters.
-    fn page_call(
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-        paging: [(&'static str, Option<i64>); 2],
-    ) -> Call {
-        let mut call = Call::new(Method::GET, path, endpoint);
-        for (key, value) in paging {
-            if let Some(value) = value {
-                call = call.query(key, value);
-            }
-        }
-        call.query.extend(extra.iter().cloned());
-        call
-    }
-
-    /// Counts an incomplete listing and turns it into an error.
-    fn incomplete(
-        &self,
-        endpoint: &'static str,
-        (expected, received): (u64, u64),
-    ) -> HostawayError {
-        self.client
-            .inner
-            .metrics
-            .sync_incomplete
-            .with_label_values(&[entity_of(endpoint)])
-            .inc();
-        tracing::warn!(
-            endpoint,
-            expected,
-            received,
-            "Hostaway served fewer distinct items than it announced"
-        );
-        HostawayError::Incomplete {
-            endpoint: endpoint.to_string(),
-            expected,
-            received,
-        }
-    }
-
-    /// `first` when it is complete; otherwise (counted and logged) a second
-    /// walk with offset paging, one page at a time, or the error if that is
-    /// still short of the announced `count`.
-    async fn complete_or_walk_again(
-        &self,
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-        first: Collected,
-    ) -> Result<Vec<Value>, HostawayError> {
-        let Some(short) = first.shortfall() else {
-            return Ok(first.into_items());
-        };
-        self.incomplete(endpoint, short);
-        tracing::info!(endpoint, "walking the listing again with offset paging");
-        let second = self.walk_offsets(path, endpoint, extra, false).await?;
-        match second.shortfall() {
-            None => Ok(second.into_items()),
-            Some(short) => Err(self.incomplete(endpoint, short)),
-        }
-    }
-
-    /// Pages with `limit`/`offset` (API.md §2.5) and proves the result
-    /// complete: a walk that ends short of the announced `count` is walked
-    /// once more, then fails with `HostawayError::Incomplete`.
-    async fn list_by_offset(
-        &self,
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-    ) -> Result<Vec<Value>, HostawayError> {
-        let first = self.walk_offsets(path, endpoint, extra, true).await?;
-        self.complete_or_walk_again(path, endpoint, extra, first)
-            .await
-    }
-
-    /// One offset walk: the first page, then, when it announced a `count`,
-    /// the rest (concurrently when `concurrent`, up to `hostaway.concurrency`)
-    /// stepping by what the first page held (servers may clamp `limit`);
-    /// without a `count`, page after page until an empty one. Stops early on
-    /// a page that adds nothing new and after `hostaway.max_pages` pages.
-    async fn walk_offsets(
-        &self,
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-        concurrent: bool,
-    ) -> Result<Collected, HostawayError> {
-        let settings = &self.client.inner.settings;
-        let limit = i64::from(settings.page_size.get());
-        let max_pages = settings.max_pages.get();
-        let page = |offset: i64| {
-            Self::page_call(
-                path,
-                endpoint,
-                extra,
-                [("limit", Some(limit)), ("offset", Some(offset))],
-            )
-        };
-        let mut collected = Collected::default();
-        let first = self.execute(&page(0)).await?;
-        let first_items = result_array(endpoint, first.result)?;
-        let step = first_items.len() as i64;
-        collected.add_page(first.count, first_items);
-        if step == 0 || collected.reached_total() {
-            return Ok(collected);
-        }
-        if concurrent && let Some(total) = collected.total() {
-            let offsets: Vec<i64> = (1..)
-                .map(|i| i * step)
-                .take_while(|offset| (*offset as u64) < total)
-                .take(max_pages as usize - 1)
-                .collect();
-            let mut pages = futures::stream::iter(offsets)
-                .map(|offset| {
-                    let call = page(offset);
-                    async move { self.execute(&call).await }
-                })
-                .buffered(settings.concurrency.get());
-            while let Some(envelope) = pages.try_next().await? {
-                let items = result_array(endpoint, envelope.result)?;
-                collected.add_page(envelope.count, items);
-            }
-            return Ok(collected);
-        }
-        let mut offset = step;
-        for _ in 1..max_pages {
-            let envelope = self.execute(&page(offset)).await?;
-            let items = result_array(endpoint, envelope.result)?;
-            let len = items.len() as i64;
-            let new = collected.add_page(envelope.count, items);
-            if len == 0 || new == 0 || collected.reached_total() {
-                break;
-            }
-            offset += len;
-        }
-        Ok(collected)
-    }
-
-    /// Pages reservations with the `afterId` cursor exactly as API.md §4.2
-    /// documents it, and proves the walk complete: one short of the
-    /// announced `count` is repeated once with offset paging (deprecated,
-    /// still documented), then fails.
-    async fn list_by_cursor(
-        &self,
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-    ) -> Result<Vec<Value>, HostawayError> {
-        let first = self.walk_cursor(path, endpoint, extra, |_| false).await?;
-        self.complete_or_walk_again(path, endpoint, extra, first)
-            .await
-    }
-
-    /// One cursor walk: the first page without `afterId`, then the id of
-    /// the last item of each page in the order returned, until an empty
-    /// page, every announced item, a cursor that does not advance, a page
-    /// for which `enough` says so, or `hostaway.max_pages` pages.
-    async fn walk_cursor(
-        &self,
-        path: &str,
-        endpoint: &'static str,
-        extra: &[(&'static str, String)],
-        enough: impl Fn(&[Value]) -> bool,
-    ) -> Result<Collected, HostawayError> {
-        let settings = &self.client.inner.settings;
-        let limit = i64::from(settings.page_size.get());
-        let mut collected = Collected::default();
-        let mut cursors = HashSet::new();
-        let mut after_id = None;
-        for _ in 0..settings.max_pages.get() {
-            let call = Self::page_call(
-                path,
-                endpoint,
-                extra,
-                [("limit", Some(limit)), ("afterId", after_id)],
-            );
-            let envelope = self.execute(&call).await?;
-            let items = result_array(endpoint, envelope.result)?;
-            let next = paging::last_id(&items);
-            let stop = enough(&items);
-            let new = collected.add_page(envelope.count, items);
-            if new == 0 || stop || collected.reached_total() {
-                break;
-            }
-            match next {
-                Some(id) if cursors.insert(id) => after_id = Some(id),
-                _ => break,
-            }
-        }
-        Ok(collected)
     }
 
     /// Every listing of the account.
@@ -660,7 +462,7 @@ impl AccountClient {
 }
 
 /// The `entity` label of a list endpoint.
-fn entity_of(endpoint: &str) -> &'static str {
+pub(super) fn entity_of(endpoint: &str) -> &'static str {
     match endpoint {
         endpoints::LISTINGS => "listings",
         endpoints::RESERVATIONS => "reservations",
@@ -694,7 +496,7 @@ fn parse_envelope(endpoint: &str, body: &[u8]) -> Result<Envelope, HostawayError
     Ok(envelope)
 }
 
-fn result_array(endpoint: &str, result: Value) -> Result<Vec<Value>, HostawayError> {
+pub(super) fn result_array(endpoint: &str, result: Value) -> Result<Vec<Value>, HostawayError> {
     match result {
         Value::Array(items) => Ok(items),
         Value::Null => Ok(Vec::new()),

@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod tokens;
 mod transport;
 pub mod types;
+mod walks;
 pub mod webhook;
 
 pub use client::{AccountClient, Credentials, HostawayClient, endpoints};
