@@ -7,7 +7,9 @@
 //! BENCH_RSS_DETAIL=1 prints anonymous/file RSS at each new peak; `-- --write-docs`
 //! records the figures in docs/PERFORMANCE.md). With `BENCH_BASELINE_BIN` (another
 //! build of the binary) and `BENCH_BASELINE_CONFIG` (its config directory), each
-//! backend runs the baseline and then this build, and the ratios are printed.
+//! backend runs the baseline and this build, and the ratios are printed;
+//! `BENCH_ROUNDS=N` repeats that N times, alternating which goes first, and
+//! `BENCH_BACKENDS=postgres` (or `sqlite`) runs one backend only.
 
 mod common;
 
@@ -232,6 +234,14 @@ struct Figures {
     steady_applied: Vec<f64>,
 }
 
+/// The suffix of a baseline build's rows.
+const BASELINE_LABEL: &str = " (baseline)";
+
+/// The mean of `metric` over `runs`.
+fn mean(runs: &[&Figures], metric: &dyn Fn(&Figures) -> f64) -> f64 {
+    runs.iter().map(|f| metric(f)).sum::<f64>() / runs.len() as f64
+}
+
 /// The binary under test: this build, or a baseline build to compare with
 /// (`BENCH_BASELINE_BIN`, with its own config directory
 /// `BENCH_BASELINE_CONFIG`, and `BENCH_BASELINE_SQLITE_ENV=KEY=VALUE,...`
@@ -264,7 +274,7 @@ impl Build {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Some(Build {
-            label: " (baseline)",
+            label: BASELINE_LABEL,
             bin: bin.into(),
             config: config.into(),
             sqlite_env,
@@ -356,14 +366,27 @@ fn main() {
         let mut all = Vec::new();
         let baseline = Build::baseline();
         let this = Build::this();
-        for backend in [Database::postgres as fn() -> Option<Database>, || {
-            Some(Database::sqlite())
-        }] {
-            // The baseline first, then this build, each on a fresh database.
-            for build in baseline.iter().chain([&this]) {
-                let Some(db) = backend() else { continue };
-                all.push(run_backend(&db, build, clients, seconds).await);
-                db.cleanup().await;
+        let backends = std::env::var("BENCH_BACKENDS").unwrap_or("postgres,sqlite".into());
+        let rounds = env_number("BENCH_ROUNDS", 1).max(1);
+        for name in backends.split(',').map(str::trim) {
+            let backend: fn() -> Option<Database> = match name {
+                "postgres" => Database::postgres,
+                "sqlite" => || Some(Database::sqlite()),
+                other => panic!("BENCH_BACKENDS: unknown backend `{other}`"),
+            };
+            // Each build on a fresh database; with a baseline, the order
+            // alternates by round (baseline first, then this build first) so
+            // that neither always runs on a warmer machine.
+            for round in 0..rounds {
+                let mut builds: Vec<&Build> = baseline.iter().chain([&this]).collect();
+                if round % 2 == 1 {
+                    builds.reverse();
+                }
+                for build in builds {
+                    let Some(db) = backend() else { continue };
+                    all.push(run_backend(&db, build, clients, seconds).await);
+                    db.cleanup().await;
+                }
             }
         }
         all
@@ -416,21 +439,40 @@ fn main() {
             s.errors,
         ));
     }
-    let compared = figures.iter().any(|f| f.backend.ends_with("(baseline)"));
+    let compared = figures.iter().any(|f| f.backend.ends_with(BASELINE_LABEL));
     if compared {
-        text.push_str("\nThis build against the baseline, same run (ratio this / baseline):\n\n| Backend | acked/s | ack p99 | received→applied p99 |\n|---|---|---|---|\n");
-        for pair in figures.chunks(2) {
-            if let [base, this] = pair {
-                let rate = |f: &Figures| f.burst.acked as f64 / f.burst.elapsed.as_secs_f64();
-                let p99 = |f: &Figures| f.burst.latency_us.value_at_quantile(0.99) as f64;
-                text.push_str(&format!(
-                    "| {} | {:.3} | {:.3} | {:.3} |\n",
-                    this.backend,
-                    rate(this) / rate(base),
-                    p99(this) / p99(base),
-                    percentile(&this.burst_applied, 0.99) / percentile(&base.burst_applied, 0.99),
-                ));
+        text.push_str(
+            "\nThis build against the baseline, same run (ratio this / baseline, \
+             each the mean over its runs):\n\n\
+             | Backend | runs each | acked/s | ack p99 | received→applied p99 |\n|---|---|---|---|---|\n",
+        );
+        let rate = |f: &Figures| f.burst.acked as f64 / f.burst.elapsed.as_secs_f64();
+        let p99 = |f: &Figures| f.burst.latency_us.value_at_quantile(0.99) as f64;
+        let applied = |f: &Figures| percentile(&f.burst_applied, 0.99);
+        let mut names: Vec<&str> = Vec::new();
+        for f in &figures {
+            if !names.contains(&f.backend.as_str()) {
+                names.push(&f.backend);
             }
+        }
+        for name in names.iter().filter(|n| !n.ends_with(BASELINE_LABEL)) {
+            let base_name = format!("{name}{BASELINE_LABEL}");
+            let runs = |label: &str| -> Vec<&Figures> {
+                figures.iter().filter(|f| f.backend == label).collect()
+            };
+            let (this, base) = (runs(name), runs(&base_name));
+            if base.is_empty() {
+                continue;
+            }
+            let ratio =
+                |metric: &dyn Fn(&Figures) -> f64| mean(&this, metric) / mean(&base, metric);
+            text.push_str(&format!(
+                "| {name} | {} | {:.3} | {:.3} | {:.3} |\n",
+                this.len().min(base.len()),
+                ratio(&rate),
+                ratio(&p99),
+                ratio(&applied),
+            ));
         }
     }
     println!("{text}");

@@ -175,7 +175,7 @@ impl EntityWrites for MessageThreads {
         now: DateTime<Utc>,
     ) -> Result<(Vec<Vec<Key>>, Written), DbErr> {
         let (merges, keys) = flatten(ops, |m| (m.owner.account_id, m.reservation_id));
-        let written = upserts::merge_message_threads(tx, &merges, now).await?;
+        let written = crate::store::threads::merge_message_threads(tx, &merges, now).await?;
         Ok((attribute(keys, &written), written))
     }
 }

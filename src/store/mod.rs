@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod mirror;
 pub mod nodelay;
 pub mod rows;
+pub mod threads;
 pub mod upserts;
 pub mod version;
 pub mod write;

@@ -6,8 +6,8 @@ use sea_orm_migration::MigratorTrait;
 use serde_json::{Value, json};
 use sync_hostaway::store::accounts::{self, NewAccount};
 use sync_hostaway::store::rows::{self, Owner};
-use sync_hostaway::store::upserts;
 use sync_hostaway::store::version::{Observed, Source};
+use sync_hostaway::store::{threads, upserts};
 
 use crate::both_backends;
 use crate::helpers::{Backend, TestDb, fixture};
@@ -305,7 +305,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     // The page lists newest first; the thread stores oldest first.
     let merges = rows::thread_merges(OWNER, page.clone(), &observed());
     assert_eq!(
-        upserts::merge_message_threads(&db, &merges, t0)
+        threads::merge_message_threads(&db, &merges, t0)
             .await
             .unwrap()
             .len(),
@@ -333,7 +333,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     // Same messages again: nothing written.
     let merges = rows::thread_merges(OWNER, page.clone(), &observed());
     assert_eq!(
-        upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(5))
+        threads::merge_message_threads(&db, &merges, t0 + Duration::seconds(5))
             .await
             .unwrap()
             .len(),
@@ -350,7 +350,7 @@ async fn message_threads_merge_by_id_and_stay_sorted(backend: Backend) {
     newer["date"] = json!("2025-06-14 11:00:00");
     let merges = rows::thread_merges(OWNER, vec![newer, page[1].clone()], &observed());
     assert_eq!(
-        upserts::merge_message_threads(&db, &merges, t0 + Duration::seconds(10))
+        threads::merge_message_threads(&db, &merges, t0 + Duration::seconds(10))
             .await
             .unwrap()
             .len(),
@@ -397,7 +397,7 @@ async fn account_delete_cascades_to_mirrored_data(backend: Backend) {
             .clone(),
         &observed(),
     );
-    upserts::merge_message_threads(&db, &merges, now)
+    threads::merge_message_threads(&db, &merges, now)
         .await
         .unwrap();
     let other = Owner {

@@ -435,6 +435,65 @@ async fn a_sync_is_one_trace_with_a_span_per_hostaway_request() {
     app.stop().await;
 }
 
+/// `POST .../sync` answers 202 while the sync may wait behind another: its
+/// request span must end (and be exported) when the response is sent, not
+/// when the queued sync starts; the sync still joins the request's trace.
+#[actix_web::test]
+async fn a_queued_sync_does_not_hold_its_request_span_open() {
+    let account_id = 880_006;
+    let mut app = traced_app(account_id, &[]).await;
+    add_account(&app, account_id).await;
+    // Slow Hostaway down: the first sync runs for seconds.
+    app.sim().state().set_faults(hostaway_sim::Faults {
+        latency_ms: 500,
+        ..hostaway_sim::Faults::default()
+    });
+    let queued_trace = "5a1e0000000000000000000000880007";
+    let route = format!("/api/v1/hostaway/accounts/{account_id}/sync");
+    let first_trace = "5a1e0000000000000000000000880006";
+    for (trace, mode) in [(first_trace, "full"), (queued_trace, "incremental")] {
+        let response = app
+            .http
+            .post(app.url(&format!("{route}?mode={mode}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+    }
+    let capture = capture();
+    let request_name = "POST /api/v1/hostaway/accounts/{id}/sync";
+    let account = account_id.to_string();
+    // A sync run is a trace of its own, linked to the request that asked.
+    let run = |spans: &[CapturedSpan], mode: &str| {
+        spans.iter().any(|s| {
+            s.name == "sync.run"
+                && s.attr("hostaway.account_id") == Some(account.as_str())
+                && s.attr("sync.mode") == Some(mode)
+        })
+    };
+    let first_done_when_seen = capture
+        .wait_spans("the queued sync's request span", |spans| {
+            spans
+                .iter()
+                .any(|s| s.trace_id == queued_trace && s.name == request_name)
+                .then(|| run(spans, "full"))
+        })
+        .await;
+    assert!(
+        !first_done_when_seen,
+        "the queued sync's request span is exported when the 202 is sent, \
+         not after the sync ahead of it"
+    );
+    capture
+        .wait_spans("the queued sync to run", |spans| {
+            run(spans, "incremental").then_some(())
+        })
+        .await;
+    app.stop().await;
+}
+
 #[actix_web::test]
 async fn secrets_never_appear_in_spans_or_logs() {
     let account_id = 880_005;
