@@ -30,8 +30,10 @@ pub const ENV_SELECTOR: &str = "SYNC_HOSTAWAY_ENV";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Its message already names the key and the cause (not repeated as
+    /// a source).
     #[error("config: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("unknown environment `{0}` (expected development, test or production)")]
@@ -276,6 +278,12 @@ impl FaultSettings {
             && self.panic_on_sync_accounts.is_empty()
             && self.fail_inbox_event_types.is_empty()
             && self.slow_apply_ms == 0)
+    }
+}
+
+impl From<config::ConfigError> for ConfigError {
+    fn from(err: config::ConfigError) -> Self {
+        ConfigError::Load(err)
     }
 }
 
