@@ -8,6 +8,7 @@
 pub mod actors;
 pub mod app;
 pub mod backoff;
+pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod crypto;

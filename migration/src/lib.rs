@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_create_tables;
 mod m20261201_000001_tenant_keys;
+mod m20261202_000001_cluster;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261201_000001_tenant_keys::Migration),
+            Box::new(m20261202_000001_cluster::Migration),
         ]
     }
 }

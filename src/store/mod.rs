@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod inbox;
+pub mod leases;
 pub mod mirror;
 pub mod nodelay;
 pub mod rows;

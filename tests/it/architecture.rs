@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["config"],
     &["events"],
-    &["backoff", "crypto", "metrics", "paths", "telemetry"],
+    &[
+        "backoff",
+        "cluster",
+        "crypto",
+        "metrics",
+        "paths",
+        "telemetry",
+    ],
     &["hostaway"],
     &["store"],
     &["directory", "sync"],

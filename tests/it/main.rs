@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod actors;
 mod architecture;
+mod cluster;
 mod config;
 mod conformance;
 mod faults;

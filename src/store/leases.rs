@@ -1,0 +1,194 @@
+//! Leases in PostgreSQL, the cluster's only coordination engine: replicas
+//! record heartbeats, and each account's lease row names its owner, the
+//! fencing epoch of that ownership and when it expires. Every time is the
+//! database's clock (`now()`), so replicas' clocks may disagree.
+//!
+//! Fencing: `fence` runs inside an account's write transaction and takes a
+//! `FOR SHARE` lock on the lease row after checking that it still names this
+//! replica at this epoch. A takeover (`acquire`) updates that row, so it
+//! waits for such a transaction to commit, and every write committed after
+//! the takeover checks the new epoch: a replica that lost its lease (paused,
+//! partitioned) can never commit a write for that account again. A
+//! transaction left open by a frozen replica is ended by the server
+//! (`idle_in_transaction_session_timeout` on cluster connections), so it
+//! cannot hold a takeover back for longer than that. PostgreSQL only.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
+
+use super::Sql;
+
+/// Ownership of one account at one epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub account_id: i64,
+    pub epoch: i64,
+}
+
+/// Runs `sql`, which selects or returns `account_id, epoch`.
+async fn leases_of<C: ConnectionTrait>(conn: &C, sql: Sql) -> Result<Vec<Lease>, DbErr> {
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Lease {
+                account_id: row.try_get_by_index(0)?,
+                epoch: row.try_get_by_index(1)?,
+            })
+        })
+        .collect()
+}
+
+fn sql() -> Sql {
+    Sql::new(DbBackend::Postgres)
+}
+
+/// Records that `replica` is alive (first call: joined).
+pub async fn heartbeat<C: ConnectionTrait>(conn: &C, replica: &str) -> Result<(), DbErr> {
+    let mut sql = sql();
+    sql.push(
+        "INSERT INTO cluster_replicas (replica_id, started_at, heartbeat_at) VALUES (",
+    )
+    .bind(replica)
+    .push(
+        ", now(), now()) ON CONFLICT (replica_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+    );
+    conn.execute_raw(sql.build()).await.map(|_| ())
+}
+
+/// The replicas whose last heartbeat is younger than `lease_secs`, by id.
+pub async fn live_replicas<C: ConnectionTrait>(
+    conn: &C,
+    lease_secs: u64,
+) -> Result<Vec<String>, DbErr> {
+    let mut sql = sql();
+    sql.push("SELECT replica_id FROM cluster_replicas WHERE heartbeat_at > now() - make_interval(secs => ")
+        .bind(lease_secs as f64)
+        .push(") ORDER BY replica_id");
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| row.try_get_by_index(0))
+        .collect()
+}
+
+/// Takes the leases of `account_ids` that are free, expired or released,
+/// each at a new epoch; returns the ones taken. A lease another replica
+/// still holds is left alone, and so is one this replica holds (`renew`).
+pub async fn acquire<C: ConnectionTrait>(
+    conn: &C,
+    replica: &str,
+    account_ids: &[i64],
+    lease_secs: u64,
+) -> Result<Vec<Lease>, DbErr> {
+    let mut taken = Vec::new();
+    for chunk in account_ids.chunks(super::MAX_ROWS_PER_STATEMENT) {
+        let mut sql = sql();
+        sql.push(
+            "INSERT INTO account_leases (account_id, owner, epoch, acquired_at, expires_at) \
+             SELECT id, ",
+        )
+        .bind(replica)
+        .push(", 1, now(), now() + make_interval(secs => ")
+        .bind(lease_secs as f64)
+        .push(") FROM unnest(")
+        .bind(chunk.to_vec())
+        .push(
+            "::bigint[]) AS id ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner, \
+             epoch = account_leases.epoch + 1, acquired_at = excluded.acquired_at, \
+             expires_at = excluded.expires_at WHERE account_leases.expires_at <= now() \
+             RETURNING account_id, epoch",
+        );
+        taken.extend(leases_of(conn, sql).await?);
+    }
+    Ok(taken)
+}
+
+/// Extends the leases this replica still holds at their epochs and has not
+/// let expire; returns those renewed. A lease missing from the answer is
+/// lost: its account must be dropped at once.
+pub async fn renew<C: ConnectionTrait>(
+    conn: &C,
+    replica: &str,
+    held: &[Lease],
+    lease_secs: u64,
+) -> Result<Vec<Lease>, DbErr> {
+    let mut renewed = Vec::new();
+    for chunk in held.chunks(super::MAX_ROWS_PER_STATEMENT) {
+        let mut sql = sql();
+        sql.push("UPDATE account_leases l SET expires_at = now() + make_interval(secs => ")
+            .bind(lease_secs as f64)
+            .push(") FROM unnest(")
+            .bind(chunk.iter().map(|l| l.account_id).collect::<Vec<_>>())
+            .push("::bigint[], ")
+            .bind(chunk.iter().map(|l| l.epoch).collect::<Vec<_>>())
+            .push(
+                "::bigint[]) AS h(account_id, epoch) WHERE l.account_id = h.account_id \
+                 AND l.epoch = h.epoch AND l.owner = ",
+            )
+            .bind(replica)
+            .push(" AND l.expires_at > now() RETURNING l.account_id, l.epoch");
+        renewed.extend(leases_of(conn, sql).await?);
+    }
+    Ok(renewed)
+}
+
+/// Gives leases up at once (a graceful leave, or accounts that belong to
+/// another replica now): they expire now, so the next owner need not wait.
+pub async fn release<C: ConnectionTrait>(
+    conn: &C,
+    replica: &str,
+    held: &[Lease],
+) -> Result<(), DbErr> {
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut sql = sql();
+    sql.push("UPDATE account_leases SET expires_at = now() WHERE owner = ")
+        .bind(replica)
+        .push(" AND account_id = ANY(")
+        .bind(held.iter().map(|l| l.account_id).collect::<Vec<_>>())
+        .push(") AND epoch = ANY(")
+        .bind(held.iter().map(|l| l.epoch).collect::<Vec<_>>())
+        .push(")");
+    conn.execute_raw(sql.build()).await.map(|_| ())
+}
+
+/// Leaves the cluster: the replica's heartbeat row goes and its leases are
+/// released.
+pub async fn leave<C: ConnectionTrait>(conn: &C, replica: &str) -> Result<(), DbErr> {
+    let mut sql = sql();
+    sql.push("UPDATE account_leases SET expires_at = now() WHERE owner = ")
+        .bind(replica)
+        .push(" AND expires_at > now()");
+    conn.execute_raw(sql.build()).await?;
+    let mut sql = self::sql();
+    sql.push("DELETE FROM cluster_replicas WHERE replica_id = ")
+        .bind(replica);
+    conn.execute_raw(sql.build()).await.map(|_| ())
+}
+
+/// Inside a write transaction: checks that this replica still owns every
+/// lease in `leases` at its epoch, unexpired, and locks those rows against a
+/// takeover until the transaction ends. Returns the accounts it no longer
+/// owns (empty: the write may commit).
+pub async fn fence<C: ConnectionTrait>(
+    tx: &C,
+    replica: &str,
+    leases: &[Lease],
+) -> Result<Vec<i64>, DbErr> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sql = sql();
+    sql.push("SELECT account_id, epoch FROM account_leases WHERE owner = ")
+        .bind(replica)
+        .push(" AND expires_at > now() AND account_id = ANY(")
+        .bind(leases.iter().map(|l| l.account_id).collect::<Vec<_>>())
+        .push(") FOR SHARE");
+    let owned: std::collections::HashSet<Lease> = leases_of(tx, sql).await?.into_iter().collect();
+    Ok(leases
+        .iter()
+        .filter(|l| !owned.contains(l))
+        .map(|l| l.account_id)
+        .collect())
+}

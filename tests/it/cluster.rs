@@ -1,0 +1,163 @@
+//! The cluster's building blocks on a real PostgreSQL: leases are exclusive,
+//! epochs rise on every change of owner, a lapsed or released lease can be
+//! taken over, and the fence inside a write transaction both refuses a
+//! replica that lost its lease and holds a takeover back until an in-flight
+//! write has committed. PostgreSQL only (cluster mode needs it).
+
+use std::time::Duration;
+
+use sea_orm::TransactionTrait;
+use sync_hostaway::cluster;
+use sync_hostaway::store::leases::{self, Lease};
+
+use crate::helpers::{Backend, TestDb, pg_url};
+
+async fn pg() -> Option<(TestDb, sea_orm::DatabaseConnection)> {
+    pg_url()?;
+    let test_db = TestDb::new(Backend::Postgres);
+    let db = test_db.connect().await;
+    Some((test_db, db))
+}
+
+#[actix_web::test]
+async fn leases_are_exclusive_and_every_new_owner_gets_a_higher_epoch() {
+    let Some((_test_db, db)) = pg().await else {
+        return;
+    };
+    let taken = leases::acquire(&db, "a", &[1, 2, 3], 10).await.unwrap();
+    assert_eq!(taken.len(), 3);
+    assert!(taken.iter().all(|l| l.epoch == 1), "{taken:?}");
+    assert!(
+        leases::acquire(&db, "b", &[1, 2, 3], 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "held leases are not taken"
+    );
+    assert!(
+        leases::acquire(&db, "a", &[1], 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nor re-taken by their owner (it renews them)"
+    );
+    assert_eq!(leases::renew(&db, "a", &taken, 10).await.unwrap().len(), 3);
+    let two = Lease {
+        account_id: 2,
+        epoch: 1,
+    };
+    leases::release(&db, "a", &[two]).await.unwrap();
+    let by_b = leases::acquire(&db, "b", &[1, 2, 3], 10).await.unwrap();
+    assert_eq!(
+        by_b,
+        vec![Lease {
+            account_id: 2,
+            epoch: 2
+        }],
+        "a released lease is taken at once, at a new epoch"
+    );
+    let renewed = leases::renew(&db, "a", &taken, 10).await.unwrap();
+    assert_eq!(renewed.len(), 2, "a lost lease is not renewed: {renewed:?}");
+    assert!(!renewed.contains(&two));
+    let tx = db.begin().await.unwrap();
+    assert_eq!(
+        leases::fence(&tx, "a", &taken).await.unwrap(),
+        vec![2],
+        "the old owner is fenced off the account it lost, not the others"
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[actix_web::test]
+async fn a_lapsed_lease_is_lost_and_can_be_taken_over() {
+    let Some((_test_db, db)) = pg().await else {
+        return;
+    };
+    let held = leases::acquire(&db, "a", &[7], 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert!(
+        leases::renew(&db, "a", &held, 1).await.unwrap().is_empty(),
+        "a lease that lapsed (a paused replica) is not renewed"
+    );
+    let tx = db.begin().await.unwrap();
+    assert_eq!(leases::fence(&tx, "a", &held).await.unwrap(), vec![7]);
+    tx.rollback().await.unwrap();
+    let by_b = leases::acquire(&db, "b", &[7], 10).await.unwrap();
+    assert_eq!(by_b[0].epoch, 2);
+}
+
+#[actix_web::test]
+async fn the_fence_holds_a_takeover_back_until_the_write_commits() {
+    let Some((_test_db, db)) = pg().await else {
+        return;
+    };
+    let held = leases::acquire(&db, "a", &[9], 1).await.unwrap();
+    let tx = db.begin().await.unwrap();
+    assert!(leases::fence(&tx, "a", &held).await.unwrap().is_empty());
+    // The lease lapses while the write is in flight; b tries to take it.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let other = db.clone();
+    let takeover =
+        tokio::spawn(async move { leases::acquire(&other, "b", &[9], 10).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !takeover.is_finished(),
+        "the takeover waits for the fenced transaction"
+    );
+    tx.commit().await.unwrap();
+    let taken = tokio::time::timeout(Duration::from_secs(5), takeover)
+        .await
+        .expect("the takeover proceeds after the commit")
+        .unwrap();
+    assert_eq!(
+        taken,
+        vec![Lease {
+            account_id: 9,
+            epoch: 2
+        }]
+    );
+    let tx = db.begin().await.unwrap();
+    assert_eq!(
+        leases::fence(&tx, "a", &held).await.unwrap(),
+        vec![9],
+        "every later write of the old owner is refused"
+    );
+    tx.rollback().await.unwrap();
+}
+
+#[actix_web::test]
+async fn live_replicas_place_accounts_and_a_leaver_frees_its_leases() {
+    let Some((_test_db, db)) = pg().await else {
+        return;
+    };
+    for replica in ["r1", "r2", "r3"] {
+        leases::heartbeat(&db, replica).await.unwrap();
+    }
+    let live = leases::live_replicas(&db, 10).await.unwrap();
+    assert_eq!(live, ["r1", "r2", "r3"]);
+    let accounts: Vec<i64> = (1..=200).collect();
+    let mut owned = 0;
+    for replica in &live {
+        let share = cluster::share_of(replica, &live, &accounts);
+        let taken = leases::acquire(&db, replica, &share, 10).await.unwrap();
+        assert_eq!(taken.len(), share.len(), "{replica} takes its whole share");
+        owned += taken.len();
+    }
+    assert_eq!(owned, 200, "every account owned exactly once");
+    leases::leave(&db, "r3").await.unwrap();
+    let live = leases::live_replicas(&db, 10).await.unwrap();
+    assert_eq!(live, ["r1", "r2"]);
+    let mut moved = 0;
+    for replica in &live {
+        let share = cluster::share_of(replica, &live, &accounts);
+        moved += leases::acquire(&db, replica, &share, 10)
+            .await
+            .unwrap()
+            .len();
+    }
+    let r3_share = cluster::share_of("r3", &["r1", "r2", "r3"], &accounts).len();
+    assert_eq!(
+        moved, r3_share,
+        "the leaver's accounts, and only they, are taken over at once"
+    );
+}
