@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod leases;
 pub mod mirror;
 pub mod nodelay;
+pub mod notify;
 pub mod rows;
 pub mod threads;
 pub mod upserts;

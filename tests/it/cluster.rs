@@ -161,3 +161,49 @@ async fn live_replicas_place_accounts_and_a_leaver_frees_its_leases() {
         "the leaver's accounts, and only they, are taken over at once"
     );
 }
+
+#[actix_web::test]
+async fn a_notification_arrives_when_its_transaction_commits_and_never_on_rollback() {
+    use sync_hostaway::store::notify::{self, Listener, Notice, Topic};
+    let Some((test_db, db)) = pg().await else {
+        return;
+    };
+    let channel = Topic::Inbox.channel(&test_db.schema);
+    assert_ne!(channel, Topic::Accounts.channel(&test_db.schema));
+    assert_ne!(channel, Topic::Inbox.channel("another_schema"));
+    assert!(channel.len() <= 63);
+    let mut listener = Listener::start(&db, std::slice::from_ref(&channel))
+        .await
+        .unwrap();
+    let tx = db.begin().await.unwrap();
+    notify::notify(&tx, &channel, &[5, 6]).await.unwrap();
+    assert!(quiet(&mut listener).await, "nothing before the commit");
+    tx.commit().await.unwrap();
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let notice = tokio::time::timeout(Duration::from_secs(5), listener.next())
+            .await
+            .expect("delivered after the commit")
+            .unwrap();
+        heard.push(notice);
+    }
+    let expect = |account_id| Notice {
+        channel: channel.clone(),
+        account_id,
+    };
+    assert_eq!(heard, vec![expect(5), expect(6)]);
+    let tx = db.begin().await.unwrap();
+    notify::notify(&tx, &channel, &[7]).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(
+        quiet(&mut listener).await,
+        "a rolled-back notification is never heard"
+    );
+}
+
+/// True when nothing arrives within 300 ms.
+async fn quiet(listener: &mut sync_hostaway::store::notify::Listener) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), listener.next())
+        .await
+        .is_err()
+}
