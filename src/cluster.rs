@@ -39,6 +39,45 @@ pub fn share_of<S: AsRef<str>>(replica: &str, replicas: &[S], accounts: &[i64]) 
         .collect()
 }
 
+/// What a replica does with its leases after a heartbeat: the accounts to
+/// try to take (its share it does not hold yet: each may still be held by
+/// its previous owner until that one lets go or its lease lapses) and the
+/// ones to give up (held, but another replica's share now, or no longer
+/// active). `live` is the replicas whose heartbeats are fresh; this replica
+/// counts as live whatever the list says (it just wrote its own).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub acquire: Vec<i64>,
+    pub release: Vec<i64>,
+}
+
+impl Plan {
+    pub fn new(me: &str, live: &[String], active: &[i64], held: &[i64]) -> Plan {
+        let mut replicas: Vec<&str> = live.iter().map(String::as_str).collect();
+        if !replicas.contains(&me) {
+            replicas.push(me);
+        }
+        let share = share_of(me, &replicas, active);
+        Plan {
+            acquire: share
+                .iter()
+                .copied()
+                .filter(|id| !held.contains(id))
+                .collect(),
+            release: held
+                .iter()
+                .copied()
+                .filter(|id| !share.contains(id))
+                .collect(),
+        }
+    }
+
+    /// Nothing to take or give up: the replica holds exactly its share.
+    pub fn settled(&self) -> bool {
+        self.acquire.is_empty() && self.release.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +133,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_plan_takes_the_missing_share_and_gives_up_the_rest() {
+        let live = replicas(2);
+        let active: Vec<i64> = (1..=50).collect();
+        let share = share_of("replica-0", &live, &active);
+        let plan = Plan::new("replica-0", &live, &active, &[]);
+        assert_eq!(plan.acquire, share);
+        assert!(plan.release.is_empty());
+        let held = share.clone();
+        assert!(Plan::new("replica-0", &live, &active, &held).settled());
+        // A third replica joins: replica-0 gives up what is now its share.
+        let three = replicas(3);
+        let plan = Plan::new("replica-0", &three, &active, &held);
+        assert!(
+            plan.acquire.is_empty(),
+            "a join never gives the others more"
+        );
+        assert_eq!(
+            plan.release,
+            held.iter()
+                .copied()
+                .filter(|id| owner_of(*id, &three) == Some("replica-2"))
+                .collect::<Vec<_>>()
+        );
+        // An account deactivated while held is given up.
+        let fewer: Vec<i64> = active.iter().copied().filter(|id| *id != held[0]).collect();
+        assert_eq!(
+            Plan::new("replica-0", &live, &fewer, &held).release,
+            vec![held[0]]
+        );
+        // A replica missing from its own list (its heartbeat not seen yet)
+        // still plans as live.
+        let plan = Plan::new("replica-9", &live, &active, &[]);
+        assert_eq!(
+            plan.acquire,
+            share_of(
+                "replica-9",
+                &[&live[0], &live[1], &"replica-9".to_string()],
+                &active
+            )
+        );
     }
 
     #[test]
