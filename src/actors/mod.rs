@@ -15,6 +15,7 @@
 //! ```
 
 pub mod account;
+pub mod cluster;
 pub mod doorbell;
 pub mod group_commit;
 pub mod ingest;

@@ -216,3 +216,77 @@ async fn quiet(listener: &mut sync_hostaway::store::notify::Listener) -> bool {
         .await
         .is_err()
 }
+
+/// Two lease keepers on one database share 20 accounts, each exactly once;
+/// when one leaves, the other holds all 20 within a heartbeat or two.
+#[actix_web::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
+)]
+async fn lease_keepers_share_the_accounts_and_take_over_a_leaver_s() {
+    use std::sync::Arc;
+
+    use actix::Actor;
+    use sync_hostaway::actors::cluster::{ClusterOptions, LeaseKeeper, Leave, Ownership};
+
+    let (_test_db, db) = pg().await;
+    let accounts: Vec<i64> = (1..=20).collect();
+    let start = |id: &str| {
+        let ownership = Arc::new(Ownership::default());
+        let active = accounts.clone();
+        let keeper = LeaseKeeper::new(
+            db.clone(),
+            ClusterOptions {
+                replica_id: id.into(),
+                lease_secs: 5,
+                heartbeat_secs: 1,
+            },
+            ownership.clone(),
+            Box::new(move || active.clone()),
+            None,
+        )
+        .start();
+        (keeper, ownership)
+    };
+    let (_a, owned_a) = start("keeper-a");
+    let (b, owned_b) = start("keeper-b");
+    let ids = |o: &Ownership| o.leases().iter().map(|l| l.account_id).collect::<Vec<_>>();
+    crate::helpers::wait_for(
+        "both keepers to hold their shares",
+        Duration::from_secs(20),
+        || {
+            let (a, b) = (ids(&owned_a), ids(&owned_b));
+            async move {
+                let mut all = [a.clone(), b.clone()].concat();
+                all.sort_unstable();
+                (!a.is_empty() && !b.is_empty() && all == (1..=20).collect::<Vec<_>>())
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        ids(&owned_a),
+        sync_hostaway::cluster::share_of("keeper-a", &["keeper-a", "keeper-b"], &accounts)
+    );
+    b.send(Leave).await.unwrap();
+    assert!(ids(&owned_b).is_empty(), "a leaver holds nothing");
+    crate::helpers::wait_for(
+        "the other keeper to take over",
+        Duration::from_secs(10),
+        || {
+            let a = ids(&owned_a);
+            async move { (a.len() == 20).then_some(()) }
+        },
+    )
+    .await;
+    let epochs_in_db = leases::renew(&db, "keeper-a", &owned_a.leases(), 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        epochs_in_db.len(),
+        20,
+        "what the keeper publishes is what the database holds"
+    );
+}

@@ -1,0 +1,235 @@
+//! LeaseKeeper: keeps this replica's account leases (issue 5/7). Every
+//! `heartbeat_secs` it records its heartbeat, reads the live replicas,
+//! renews the leases it holds (one not renewed is lost: its account is
+//! dropped at once), gives up the ones that are another replica's share now
+//! and takes the free ones of its own share (`cluster::Plan`). What it holds
+//! is published in `Ownership`, which the parts that act for an account read
+//! (and, for a write, `store::leases::fence` re-checks in the transaction).
+//! On `Leave` it releases everything at once, so the next owners need not
+//! wait for the leases to lapse.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::{
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient, WrapFuture,
+};
+use sea_orm::{DatabaseConnection, DbErr};
+
+use crate::cluster::Plan;
+use crate::store::leases::{self, Lease};
+
+/// How this replica takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub replica_id: String,
+    pub lease_secs: u64,
+    pub heartbeat_secs: u64,
+}
+
+/// The accounts this replica owns, each at its fencing epoch.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    held: RwLock<HashMap<i64, i64>>,
+}
+
+impl Ownership {
+    pub fn epoch(&self, account_id: i64) -> Option<i64> {
+        self.read().get(&account_id).copied()
+    }
+
+    /// The leases held, by account id.
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut leases: Vec<Lease> = self
+            .read()
+            .iter()
+            .map(|(&account_id, &epoch)| Lease { account_id, epoch })
+            .collect();
+        leases.sort_by_key(|l| l.account_id);
+        leases
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i64, i64>> {
+        self.held
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn apply(&self, lost: &[i64], taken: &[Lease]) {
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        for id in lost {
+            held.remove(id);
+        }
+        for lease in taken {
+            held.insert(lease.account_id, lease.epoch);
+        }
+    }
+}
+
+/// Accounts gained and lost in one round (sent only when something moved).
+#[derive(Message, Debug, Clone, Default, PartialEq, Eq)]
+#[rtype(result = "()")]
+pub struct OwnershipChanged {
+    pub gained: Vec<Lease>,
+    pub lost: Vec<i64>,
+}
+
+/// Leave the cluster: release every lease and the heartbeat, then stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Leave;
+
+/// The accounts that exist and are active (the directory's view).
+pub type ActiveAccounts = Box<dyn Fn() -> Vec<i64>>;
+
+pub struct LeaseKeeper {
+    db: DatabaseConnection,
+    options: ClusterOptions,
+    ownership: Arc<Ownership>,
+    active: ActiveAccounts,
+    changes: Option<Recipient<OwnershipChanged>>,
+    /// A round is running: the next tick waits for it.
+    busy: bool,
+    /// Asked to leave: answered once the leases are released.
+    leaving: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl LeaseKeeper {
+    pub fn new(
+        db: DatabaseConnection,
+        options: ClusterOptions,
+        ownership: Arc<Ownership>,
+        active: ActiveAccounts,
+        changes: Option<Recipient<OwnershipChanged>>,
+    ) -> Self {
+        LeaseKeeper {
+            db,
+            options,
+            ownership,
+            active,
+            changes,
+            busy: false,
+            leaving: Vec::new(),
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || !self.leaving.is_empty() {
+            return;
+        }
+        self.busy = true;
+        let db = self.db.clone();
+        let options = self.options.clone();
+        let held = self.ownership.leases();
+        let active = (self.active)();
+        ctx.spawn(
+            async move { round(&db, &options, &held, &active).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    act.busy = false;
+                    match result {
+                        Ok(change) => {
+                            act.ownership.apply(&change.lost, &change.gained);
+                            if change != OwnershipChanged::default()
+                                && let Some(to) = &act.changes
+                            {
+                                to.do_send(change);
+                            }
+                        }
+                        // Leases not renewed in time lapse on their own; the
+                        // fence keeps writes safe meanwhile.
+                        Err(err) => tracing::warn!(
+                            replica = %act.options.replica_id,
+                            error = %err,
+                            "could not renew the cluster leases"
+                        ),
+                    }
+                    if !act.leaving.is_empty() {
+                        act.leave(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Releases every lease and the heartbeat, then stops.
+    fn leave(&mut self, ctx: &mut Context<Self>) {
+        let db = self.db.clone();
+        let me = self.options.replica_id.clone();
+        ctx.wait(
+            async move { leases::leave(&db, &me).await }
+                .into_actor(self)
+                .map(|result, act, ctx| {
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "could not release the cluster leases; they lapse");
+                    }
+                    let lost: Vec<i64> =
+                        act.ownership.leases().iter().map(|l| l.account_id).collect();
+                    act.ownership.apply(&lost, &[]);
+                    for done in act.leaving.drain(..) {
+                        let _ = done.send(());
+                    }
+                    actix::ActorContext::stop(ctx);
+                }),
+        );
+    }
+}
+
+/// One heartbeat round; returns what moved.
+async fn round(
+    db: &DatabaseConnection,
+    options: &ClusterOptions,
+    held: &[Lease],
+    active: &[i64],
+) -> Result<OwnershipChanged, DbErr> {
+    let me = options.replica_id.as_str();
+    leases::heartbeat(db, me).await?;
+    let live = leases::live_replicas(db, options.lease_secs).await?;
+    let renewed = leases::renew(db, me, held, options.lease_secs).await?;
+    let mut lost: Vec<i64> = held
+        .iter()
+        .filter(|l| !renewed.contains(l))
+        .map(|l| l.account_id)
+        .collect();
+    if !lost.is_empty() {
+        tracing::warn!(replica = me, accounts = ?lost, "cluster leases lost");
+    }
+    let renewed_ids: Vec<i64> = renewed.iter().map(|l| l.account_id).collect();
+    let plan = Plan::new(me, &live, active, &renewed_ids);
+    let release: Vec<Lease> = renewed
+        .iter()
+        .copied()
+        .filter(|l| plan.release.contains(&l.account_id))
+        .collect();
+    leases::release(db, me, &release).await?;
+    lost.extend(release.iter().map(|l| l.account_id));
+    let gained = leases::acquire(db, me, &plan.acquire, options.lease_secs).await?;
+    Ok(OwnershipChanged { gained, lost })
+}
+
+impl Actor for LeaseKeeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+        let every = Duration::from_secs(self.options.heartbeat_secs.max(1));
+        ctx.run_interval(every, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<Leave> for LeaseKeeper {
+    type Result = actix::ResponseFuture<()>;
+
+    /// Answers once the leases are released (after a round in flight).
+    fn handle(&mut self, _msg: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let first = self.leaving.is_empty();
+        self.leaving.push(done);
+        if first && !self.busy {
+            self.leave(ctx);
+        }
+        Box::pin(async move {
+            let _ = wait.await;
+        })
+    }
+}
