@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261128_000001_create_tables;
 mod m20261201_000001_tenant_keys;
 mod m20261202_000001_cluster;
+mod m20261202_000002_chores;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_tables::Migration),
             Box::new(m20261201_000001_tenant_keys::Migration),
             Box::new(m20261202_000001_cluster::Migration),
+            Box::new(m20261202_000002_chores::Migration),
         ]
     }
 }

@@ -15,11 +15,16 @@ use super::router::{AccountRouter, SyncAccount};
 use super::supervision::contain_sync;
 use super::traced::TraceExt;
 use crate::context::Core;
-use crate::store::inbox;
+use crate::store::{inbox, leases};
 use crate::sync::{SyncMode, SyncRequest};
 
 /// How often processed inbox rows past their retention are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// The chore's name in `cluster_chores`.
+const PRUNE_CHORE: &str = "inbox_prune";
+/// A claim accepts a last run this much younger than `PRUNE_EVERY`, so a
+/// replica's own ticks (which drift a little) are never refused.
+const CLAIM_SLACK: Duration = Duration::from_secs(10);
 
 pub struct Scheduler {
     core: Arc<Core>,
@@ -52,8 +57,18 @@ impl Scheduler {
         let days = i64::from(core.settings.webhooks.retention_days);
         ctx.spawn(
             async move {
-                let before = Utc::now() - chrono::Duration::days(days);
-                match inbox::prune(&core.db, before).await {
+                let now = Utc::now();
+                let before = now - chrono::Duration::days(days);
+                // Once per cluster: the replica that claims the chore prunes.
+                let every =
+                    chrono::Duration::from_std(PRUNE_EVERY - CLAIM_SLACK).unwrap_or_default();
+                let claimed = leases::claim_chore(&core.db, PRUNE_CHORE, every, now).await;
+                let pruned = match claimed {
+                    Ok(true) => inbox::prune(&core.db, before).await,
+                    Ok(false) => Ok(0),
+                    Err(err) => Err(err),
+                };
+                match pruned {
                     Ok(0) => {}
                     Ok(pruned) => {
                         core.metrics.inbox_pruned.inc_by(pruned);

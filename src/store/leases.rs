@@ -11,8 +11,10 @@
 //! partitioned) can never commit a write for that account again. A
 //! transaction left open by a frozen replica is ended by the server
 //! (`idle_in_transaction_session_timeout` on cluster connections), so it
-//! cannot hold a takeover back for longer than that. PostgreSQL only.
+//! cannot hold a takeover back for longer than that. PostgreSQL only, but
+//! for `claim_chore`, which SQLite runs too.
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 
 use super::Sql;
@@ -191,4 +193,29 @@ pub async fn fence<C: ConnectionTrait>(
         .filter(|l| !owned.contains(l))
         .map(|l| l.account_id)
         .collect())
+}
+
+/// Claims a chore that runs once per cluster every `every` (inbox pruning):
+/// true when this caller is the one to run it now, false when another
+/// replica (or this one) ran it less than `every` ago. Works on SQLite too,
+/// where the one process always claims its own schedule; times come from
+/// the caller, so replicas' clocks should agree to well within `every`.
+pub async fn claim_chore<C: ConnectionTrait>(
+    conn: &C,
+    chore: &str,
+    every: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("INSERT INTO cluster_chores (chore, last_run_at) VALUES (")
+        .bind(chore)
+        .push(", ")
+        .bind(now)
+        .push(
+            ") ON CONFLICT (chore) DO UPDATE SET last_run_at = excluded.last_run_at \
+             WHERE cluster_chores.last_run_at <= ",
+        )
+        .bind(now - every)
+        .push(" RETURNING chore");
+    Ok(!conn.query_all_raw(sql.build()).await?.is_empty())
 }

@@ -290,3 +290,38 @@ async fn lease_keepers_share_the_accounts_and_take_over_a_leaver_s() {
         "what the keeper publishes is what the database holds"
     );
 }
+
+crate::both_backends!(a_chore_is_claimed_once_per_interval);
+
+async fn a_chore_is_claimed_once_per_interval(backend: Backend) {
+    let test_db = TestDb::new(backend);
+    let db = test_db.connect().await;
+    let now = chrono::Utc::now();
+    let every = chrono::Duration::seconds(600);
+    assert!(
+        leases::claim_chore(&db, "inbox_prune", every, now)
+            .await
+            .unwrap(),
+        "the first claim runs it"
+    );
+    for replica_clock in [now, now + chrono::Duration::seconds(300)] {
+        assert!(
+            !leases::claim_chore(&db, "inbox_prune", every, replica_clock)
+                .await
+                .unwrap(),
+            "no other run within the interval"
+        );
+    }
+    assert!(
+        leases::claim_chore(&db, "another_chore", every, now)
+            .await
+            .unwrap(),
+        "chores are claimed apart"
+    );
+    assert!(
+        leases::claim_chore(&db, "inbox_prune", every, now + every)
+            .await
+            .unwrap(),
+        "due again after the interval"
+    );
+}
