@@ -24,7 +24,8 @@ use crate::store::upserts::{Key, Written};
 use crate::store::{begin_write, inbox, upserts};
 use crate::sync::MirrorWriter;
 
-pub use crate::store::write::{ListingChange, Settle, WriteItem};
+use crate::store::write::check_fences;
+pub use crate::store::write::{Fence, ListingChange, Settle, WriteItem};
 
 /// How one entity table is written.
 pub trait EntityWrites: 'static {
@@ -210,6 +211,7 @@ async fn commit_items<W: EntityWrites>(
 ) -> Result<Vec<Vec<Key>>, DbErr> {
     let _timer = metrics.db_timer(W::OPERATION);
     let tx = begin_write(db).await?;
+    check_fences(&tx, items.iter().filter_map(|i| i.fence.as_ref())).await?;
     let now = Utc::now();
     let (written, total) = W::apply(&tx, items.iter().map(|i| &i.op).collect(), now).await?;
     let settled: Vec<i64> = items

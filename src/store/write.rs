@@ -78,7 +78,47 @@ pub struct Settle {
 pub struct WriteItem<Op> {
     pub op: Op,
     pub settle: Vec<Settle>,
+    /// In cluster mode, the lease the write is made under: the writer checks
+    /// it in the write's own transaction and refuses the write if this
+    /// replica no longer owns the account at that epoch. `None`: one process
+    /// owns everything.
+    pub fence: Option<Fence>,
 }
+
+/// A write's fencing token: the replica and the lease it acts under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub replica: std::sync::Arc<str>,
+    pub lease: super::leases::Lease,
+}
+
+/// Checks, inside `tx`, that every fenced item's lease is still its
+/// replica's (`leases::fence`, which also holds a takeover back until the
+/// transaction ends); an error names the accounts that were lost.
+pub async fn check_fences<'a, C: sea_orm::ConnectionTrait>(
+    tx: &C,
+    fences: impl Iterator<Item = &'a Fence>,
+) -> Result<(), sea_orm::DbErr> {
+    let mut by_replica: Vec<(&str, Vec<super::leases::Lease>)> = Vec::new();
+    for fence in fences {
+        match by_replica.iter_mut().find(|(r, _)| *r == &*fence.replica) {
+            Some((_, leases)) => leases.push(fence.lease),
+            None => by_replica.push((&fence.replica, vec![fence.lease])),
+        }
+    }
+    for (replica, leases) in by_replica {
+        let lost = super::leases::fence(tx, replica, &leases).await?;
+        if !lost.is_empty() {
+            return Err(sea_orm::DbErr::Custom(format!(
+                "{FENCED}: replica {replica} no longer owns account(s) {lost:?}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How a refused fenced write's error starts.
+pub const FENCED: &str = "fenced";
 
 /// A change to listings, applied in order.
 #[derive(Debug, Clone)]

@@ -327,21 +327,24 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
             ctx.writers.write_listings(
                 WriteItem {
                     op: changes,
-                    settle: Vec::new()
+                    settle: Vec::new(),
+                    fence: None,
                 },
                 parents.clone()
             ),
             ctx.writers.write_reservations(
                 WriteItem {
                     op: reservation_rows,
-                    settle: Vec::new()
+                    settle: Vec::new(),
+                    fence: None,
                 },
                 parents.clone()
             ),
             ctx.writers.write_threads(
                 WriteItem {
                     op: merges,
-                    settle: Vec::new()
+                    settle: Vec::new(),
+                    fence: None,
                 },
                 parents
             ),

@@ -325,3 +325,97 @@ async fn a_chore_is_claimed_once_per_interval(backend: Backend) {
         "due again after the interval"
     );
 }
+
+/// The writers check a fenced write's lease in its own transaction: the
+/// write of a replica that lost the account is refused and changes nothing,
+/// while writes under leases still held go through.
+#[actix_web::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
+)]
+async fn a_write_under_a_lost_lease_is_refused_in_its_transaction() {
+    use std::sync::Arc;
+
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    use sync_hostaway::actors::writers::{Fence, WriteItem, Writers};
+    use sync_hostaway::store::accounts::{self, NewAccount};
+    use sync_hostaway::store::rows::{self, Owner};
+    use sync_hostaway::store::version::{Observed, Source};
+    use sync_hostaway::sync::MirrorWriter;
+
+    let (_test_db, db) = pg().await;
+    for account_id in [1, 2] {
+        accounts::insert(
+            &db,
+            NewAccount {
+                account_id,
+                customer_id: None,
+                encrypted_secret: "v1:sealed".into(),
+                ignored_events: vec![],
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    }
+    let writers = Writers::start(
+        &actix::Arbiter::current(),
+        &db,
+        &Arc::new(sync_hostaway::metrics::Metrics::new()),
+        16,
+    );
+    let held = leases::acquire(&db, "r", &[1, 2], 10).await.unwrap();
+    let fence = |account_id: i64| Fence {
+        replica: Arc::from("r"),
+        lease: *held.iter().find(|l| l.account_id == account_id).unwrap(),
+    };
+    let write = |account_id: i64, id: i64, fence: Option<Fence>| {
+        let mut payload = crate::helpers::fixture("reservations_page.json")["result"][0].clone();
+        payload["id"] = serde_json::json!(id);
+        let observed = Observed {
+            seen: chrono::Utc::now(),
+            source: Source::Sync,
+            max_future_skew: chrono::Duration::days(1),
+        };
+        let owner = Owner {
+            account_id,
+            customer_id: None,
+        };
+        let row = rows::reservation_row(owner, payload, &observed).unwrap();
+        let writers = writers.clone();
+        async move {
+            writers
+                .write_reservations(
+                    WriteItem {
+                        op: vec![row],
+                        settle: Vec::new(),
+                        fence,
+                    },
+                    Vec::new(),
+                )
+                .await
+        }
+    };
+    write(1, 101, Some(fence(1))).await.expect("held lease");
+    write(2, 201, Some(fence(2))).await.expect("held lease");
+    // Account 2 moves to another replica.
+    leases::release(&db, "r", &[fence(2).lease]).await.unwrap();
+    leases::acquire(&db, "s", &[2], 10).await.unwrap();
+    let refused = write(2, 202, Some(fence(2))).await.unwrap_err();
+    assert!(refused.to_string().contains("fenced"), "{refused}");
+    write(1, 102, Some(fence(1)))
+        .await
+        .expect("a lease still held");
+    write(2, 203, None)
+        .await
+        .expect("unfenced (one process) writes as before");
+    let stored = entities::reservation::Entity::find()
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored, 4,
+        "101, 102, 201 and 203: the refused write left nothing"
+    );
+}

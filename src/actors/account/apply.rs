@@ -152,6 +152,7 @@ pub(super) async fn apply_rows(
                     let item = WriteItem {
                         op: items.op.into_iter().flatten().collect(),
                         settle: items.settle,
+                        fence: items.fence,
                     };
                     writers.write_threads(item, parents).await
                 }
@@ -213,7 +214,10 @@ where
     }
     // Batches are built over indices into `group`: nothing is cloned but
     // what each request carries.
+    // One process owns every account until cluster mode passes the
+    // account's lease here.
     let item = |picked: &[usize]| WriteItem {
+        fence: None,
         op: picked.iter().map(|&i| group[i].1.clone()).collect(),
         settle: picked
             .iter()
