@@ -145,13 +145,15 @@ pub async fn release<C: ConnectionTrait>(
         return Ok(());
     }
     let mut sql = sql();
-    sql.push("UPDATE account_leases SET expires_at = now() WHERE owner = ")
-        .bind(replica)
-        .push(" AND account_id = ANY(")
+    sql.push("UPDATE account_leases l SET expires_at = now() FROM unnest(")
         .bind(held.iter().map(|l| l.account_id).collect::<Vec<_>>())
-        .push(") AND epoch = ANY(")
+        .push("::bigint[], ")
         .bind(held.iter().map(|l| l.epoch).collect::<Vec<_>>())
-        .push(")");
+        .push(
+            "::bigint[]) AS h(account_id, epoch) WHERE l.account_id = h.account_id \
+             AND l.epoch = h.epoch AND l.owner = ",
+        )
+        .bind(replica);
     conn.execute_raw(sql.build()).await.map(|_| ())
 }
 

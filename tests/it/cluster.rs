@@ -47,6 +47,23 @@ async fn leases_are_exclusive_and_every_new_owner_gets_a_higher_epoch() {
         account_id: 2,
         epoch: 1,
     };
+    // Releasing a lease at an epoch it no longer has changes nothing.
+    leases::release(
+        &db,
+        "a",
+        &[Lease {
+            account_id: 2,
+            epoch: 7,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        leases::acquire(&db, "b", &[2], 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     leases::release(&db, "a", &[two]).await.unwrap();
     let by_b = leases::acquire(&db, "b", &[1, 2, 3], 10).await.unwrap();
     assert_eq!(
