@@ -45,6 +45,10 @@ pub struct Metrics {
     pub group_commit_batch: HistogramVec,
     pub webhook_registrations: IntCounterVec,
     pub inbox_pruned: IntCounter,
+    pub cluster_replicas_live: IntGauge,
+    pub cluster_accounts_owned: IntGauge,
+    pub cluster_ownership_changes: IntCounter,
+    pub cluster_lease_renew_failures: IntCounter,
 }
 
 impl Metrics {
@@ -218,6 +222,22 @@ impl Metrics {
             inbox_pruned: register!(counter(
                 "sync_hostaway_inbox_pruned_total",
                 "Processed inbox rows removed after the retention period"
+            )),
+            cluster_replicas_live: register!(gauge(
+                "sync_hostaway_cluster_replicas_live",
+                "Replicas with a fresh heartbeat, as this replica last saw them (cluster mode)"
+            )),
+            cluster_accounts_owned: register!(gauge(
+                "sync_hostaway_cluster_accounts_owned",
+                "Accounts whose lease this replica holds (cluster mode)"
+            )),
+            cluster_ownership_changes: register!(counter(
+                "sync_hostaway_cluster_ownership_changes_total",
+                "Account leases this replica took or gave up (cluster mode)"
+            )),
+            cluster_lease_renew_failures: register!(counter(
+                "sync_hostaway_cluster_lease_renew_failures_total",
+                "Lease rounds that could not reach the database (cluster mode)"
             )),
             registry,
         };

@@ -18,6 +18,7 @@ use actix::{
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::cluster::Plan;
+use crate::metrics::Metrics;
 use crate::store::leases::{self, Lease};
 
 /// How this replica takes part in the cluster.
@@ -75,6 +76,12 @@ pub struct OwnershipChanged {
     pub lost: Vec<i64>,
 }
 
+/// What one round saw and changed.
+struct Round {
+    live: usize,
+    change: OwnershipChanged,
+}
+
 /// Leave the cluster: release every lease and the heartbeat, then stop.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -87,6 +94,7 @@ pub struct LeaseKeeper {
     db: DatabaseConnection,
     options: ClusterOptions,
     ownership: Arc<Ownership>,
+    metrics: Arc<Metrics>,
     active: ActiveAccounts,
     changes: Option<Recipient<OwnershipChanged>>,
     /// A round is running: the next tick waits for it.
@@ -100,6 +108,7 @@ impl LeaseKeeper {
         db: DatabaseConnection,
         options: ClusterOptions,
         ownership: Arc<Ownership>,
+        metrics: Arc<Metrics>,
         active: ActiveAccounts,
         changes: Option<Recipient<OwnershipChanged>>,
     ) -> Self {
@@ -107,6 +116,7 @@ impl LeaseKeeper {
             db,
             options,
             ownership,
+            metrics,
             active,
             changes,
             busy: false,
@@ -129,8 +139,14 @@ impl LeaseKeeper {
                 .map(|result, act, ctx| {
                     act.busy = false;
                     match result {
-                        Ok(change) => {
+                        Ok(Round { live, change }) => {
                             act.ownership.apply(&change.lost, &change.gained);
+                            let moved = change.lost.len() + change.gained.len();
+                            act.metrics.cluster_ownership_changes.inc_by(moved as u64);
+                            act.metrics.cluster_replicas_live.set(live as i64);
+                            act.metrics
+                                .cluster_accounts_owned
+                                .set(act.ownership.leases().len() as i64);
                             if change != OwnershipChanged::default()
                                 && let Some(to) = &act.changes
                             {
@@ -139,11 +155,14 @@ impl LeaseKeeper {
                         }
                         // Leases not renewed in time lapse on their own; the
                         // fence keeps writes safe meanwhile.
-                        Err(err) => tracing::warn!(
-                            replica = %act.options.replica_id,
-                            error = %err,
-                            "could not renew the cluster leases"
-                        ),
+                        Err(err) => {
+                            act.metrics.cluster_lease_renew_failures.inc();
+                            tracing::warn!(
+                                replica = %act.options.replica_id,
+                                error = %err,
+                                "could not renew the cluster leases"
+                            )
+                        }
                     }
                     if !act.leaving.is_empty() {
                         act.leave(ctx);
@@ -166,6 +185,7 @@ impl LeaseKeeper {
                     let lost: Vec<i64> =
                         act.ownership.leases().iter().map(|l| l.account_id).collect();
                     act.ownership.apply(&lost, &[]);
+                    act.metrics.cluster_accounts_owned.set(0);
                     for done in act.leaving.drain(..) {
                         let _ = done.send(());
                     }
@@ -181,7 +201,7 @@ async fn round(
     options: &ClusterOptions,
     held: &[Lease],
     active: &[i64],
-) -> Result<OwnershipChanged, DbErr> {
+) -> Result<Round, DbErr> {
     let me = options.replica_id.as_str();
     leases::heartbeat(db, me).await?;
     let live = leases::live_replicas(db, options.lease_secs).await?;
@@ -204,7 +224,10 @@ async fn round(
     leases::release(db, me, &release).await?;
     lost.extend(release.iter().map(|l| l.account_id));
     let gained = leases::acquire(db, me, &plan.acquire, options.lease_secs).await?;
-    Ok(OwnershipChanged { gained, lost })
+    Ok(Round {
+        live: live.len().max(1),
+        change: OwnershipChanged { gained, lost },
+    })
 }
 
 impl Actor for LeaseKeeper {

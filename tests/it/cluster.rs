@@ -249,7 +249,8 @@ async fn lease_keepers_share_the_accounts_and_take_over_a_leaver_s() {
 
     let (_test_db, db) = pg().await;
     let accounts: Vec<i64> = (1..=20).collect();
-    let start = |id: &str| {
+    let metrics_a = Arc::new(sync_hostaway::metrics::Metrics::new());
+    let start = |id: &str, metrics: Arc<sync_hostaway::metrics::Metrics>| {
         let ownership = Arc::new(Ownership::default());
         let active = accounts.clone();
         let keeper = LeaseKeeper::new(
@@ -260,14 +261,15 @@ async fn lease_keepers_share_the_accounts_and_take_over_a_leaver_s() {
                 heartbeat_secs: 1,
             },
             ownership.clone(),
+            metrics,
             Box::new(move || active.clone()),
             None,
         )
         .start();
         (keeper, ownership)
     };
-    let (_a, owned_a) = start("keeper-a");
-    let (b, owned_b) = start("keeper-b");
+    let (_a, owned_a) = start("keeper-a", metrics_a.clone());
+    let (b, owned_b) = start("keeper-b", Arc::new(sync_hostaway::metrics::Metrics::new()));
     let ids = |o: &Ownership| o.leases().iter().map(|l| l.account_id).collect::<Vec<_>>();
     crate::helpers::wait_for(
         "both keepers to hold their shares",
@@ -305,6 +307,18 @@ async fn lease_keepers_share_the_accounts_and_take_over_a_leaver_s() {
         epochs_in_db.len(),
         20,
         "what the keeper publishes is what the database holds"
+    );
+    let text = metrics_a.render();
+    let value = |name: &str| crate::helpers::metric_value(&text, name);
+    assert_eq!(value("sync_hostaway_cluster_accounts_owned"), 20.0);
+    assert_eq!(value("sync_hostaway_cluster_replicas_live"), 1.0);
+    assert!(
+        value("sync_hostaway_cluster_ownership_changes_total") >= 20.0,
+        "it took 20, gave the other its share, then took that back"
+    );
+    assert_eq!(
+        value("sync_hostaway_cluster_lease_renew_failures_total"),
+        0.0
     );
 }
 
