@@ -6,7 +6,8 @@
 //! is published in `Ownership`, which the parts that act for an account read
 //! (and, for a write, `store::leases::fence` re-checks in the transaction).
 //! On `Leave` it releases everything at once, so the next owners need not
-//! wait for the leases to lapse.
+//! wait for the leases to lapse. Unable to renew for longer than a lease
+//! (the database unreachable), it drops every account itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -99,6 +100,9 @@ pub struct LeaseKeeper {
     changes: Option<Recipient<OwnershipChanged>>,
     /// A round is running: the next tick waits for it.
     busy: bool,
+    /// When the leases were last renewed (a round that reached the
+    /// database).
+    renewed_at: std::time::Instant,
     /// Asked to leave: answered once the leases are released.
     leaving: Vec<tokio::sync::oneshot::Sender<()>>,
 }
@@ -120,6 +124,7 @@ impl LeaseKeeper {
             active,
             changes,
             busy: false,
+            renewed_at: std::time::Instant::now(),
             leaving: Vec::new(),
         }
     }
@@ -140,6 +145,7 @@ impl LeaseKeeper {
                     act.busy = false;
                     match result {
                         Ok(Round { live, change }) => {
+                            act.renewed_at = std::time::Instant::now();
                             act.ownership.apply(&change.lost, &change.gained);
                             let moved = change.lost.len() + change.gained.len();
                             act.metrics.cluster_ownership_changes.inc_by(moved as u64);
@@ -161,7 +167,8 @@ impl LeaseKeeper {
                                 replica = %act.options.replica_id,
                                 error = %err,
                                 "could not renew the cluster leases"
-                            )
+                            );
+                            act.give_up_if_lapsed();
                         }
                     }
                     if !act.leaving.is_empty() {
@@ -169,6 +176,34 @@ impl LeaseKeeper {
                     }
                 }),
         );
+    }
+
+    /// Past `lease_secs` without a renewal every lease has lapsed (others
+    /// may hold them now): drop them all at once rather than wait for the
+    /// database to say so.
+    fn give_up_if_lapsed(&mut self) {
+        let lease = Duration::from_secs(self.options.lease_secs);
+        let held = self.ownership.leases();
+        if held.is_empty() || self.renewed_at.elapsed() < lease {
+            return;
+        }
+        let lost: Vec<i64> = held.iter().map(|l| l.account_id).collect();
+        tracing::warn!(
+            replica = %self.options.replica_id,
+            accounts = lost.len(),
+            "no lease renewal for longer than the lease: dropping every account"
+        );
+        self.ownership.apply(&lost, &[]);
+        self.metrics.cluster_accounts_owned.set(0);
+        self.metrics
+            .cluster_ownership_changes
+            .inc_by(lost.len() as u64);
+        if let Some(to) = &self.changes {
+            to.do_send(OwnershipChanged {
+                gained: Vec::new(),
+                lost,
+            });
+        }
     }
 
     /// Releases every lease and the heartbeat, then stops.

@@ -450,3 +450,67 @@ async fn a_write_under_a_lost_lease_is_refused_in_its_transaction() {
         "101, 102, 201 and 203: the refused write left nothing"
     );
 }
+
+/// A keeper that cannot reach its lease rows for longer than a lease drops
+/// every account itself (others may hold them by now).
+#[actix_web::test]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
+)]
+async fn a_keeper_that_cannot_renew_past_its_lease_drops_every_account() {
+    use std::sync::Arc;
+
+    use actix::Actor;
+    use sea_orm::ConnectionTrait;
+    use sync_hostaway::actors::cluster::{ClusterOptions, LeaseKeeper, Ownership};
+
+    let (_test_db, db) = pg().await;
+    let ownership = Arc::new(Ownership::default());
+    let metrics = Arc::new(sync_hostaway::metrics::Metrics::new());
+    let _keeper = LeaseKeeper::new(
+        db.clone(),
+        ClusterOptions {
+            replica_id: "lonely".into(),
+            lease_secs: 2,
+            heartbeat_secs: 1,
+        },
+        ownership.clone(),
+        metrics.clone(),
+        Box::new(|| (1..=5).collect()),
+        None,
+    )
+    .start();
+    let owned = |o: &Ownership| o.leases().len();
+    crate::helpers::wait_for(
+        "the keeper to take its accounts",
+        Duration::from_secs(10),
+        || {
+            let n = owned(&ownership);
+            async move { (n == 5).then_some(()) }
+        },
+    )
+    .await;
+    // Every round fails from now on.
+    db.execute_unprepared("DROP TABLE account_leases; DROP TABLE cluster_replicas")
+        .await
+        .unwrap();
+    crate::helpers::wait_for(
+        "the keeper to drop its accounts",
+        Duration::from_secs(10),
+        || {
+            let n = owned(&ownership);
+            async move { (n == 0).then_some(()) }
+        },
+    )
+    .await;
+    let text = metrics.render();
+    assert!(
+        crate::helpers::metric_value(&text, "sync_hostaway_cluster_lease_renew_failures_total")
+            >= 1.0
+    );
+    assert_eq!(
+        crate::helpers::metric_value(&text, "sync_hostaway_cluster_accounts_owned"),
+        0.0
+    );
+}
