@@ -94,7 +94,6 @@ impl Sender for WithToken<'_> {
     ) -> Result<Try, HostawayError> {
         let account_id = self.account.account_id();
         self.token.ready().await;
-        inner.limiter.acquire(account_id).await;
         let outcome = inner
             .send_once(call, Some(self.token.expose()), account_id, attempt)
             .await;

@@ -97,7 +97,6 @@ impl Sender for Anonymous {
         call: &Call,
         attempt: u32,
     ) -> Result<Try, HostawayError> {
-        inner.limiter.acquire(self.account_id).await;
         Ok(Try::Sent(
             inner.send_once(call, None, self.account_id, attempt).await,
         ))
@@ -114,7 +113,8 @@ impl Inner {
             .jittered(attempt)
     }
 
-    /// Sends one attempt and records its span and metrics.
+    /// Waits for the rate limiter, sends one attempt and records its span
+    /// and metrics.
     pub(super) async fn send_once(
         &self,
         call: &Call,
@@ -122,6 +122,7 @@ impl Inner {
         account_id: i64,
         attempt: u32,
     ) -> Attempt {
+        self.limiter.acquire(account_id).await;
         let span = tracing::info_span!(
             "hostaway.request",
             otel.name = call.endpoint,
