@@ -70,7 +70,7 @@ impl Ownership {
 }
 
 /// Accounts gained and lost in one round (sent only when something moved).
-#[derive(Message, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Message, Debug, Clone, PartialEq, Eq)]
 #[rtype(result = "()")]
 pub struct OwnershipChanged {
     pub gained: Vec<Lease>,
@@ -146,18 +146,8 @@ impl LeaseKeeper {
                     match result {
                         Ok(Round { live, change }) => {
                             act.renewed_at = std::time::Instant::now();
-                            act.ownership.apply(&change.lost, &change.gained);
-                            let moved = change.lost.len() + change.gained.len();
-                            act.metrics.cluster_ownership_changes.inc_by(moved as u64);
                             act.metrics.cluster_replicas_live.set(live as i64);
-                            act.metrics
-                                .cluster_accounts_owned
-                                .set(act.ownership.leases().len() as i64);
-                            if change != OwnershipChanged::default()
-                                && let Some(to) = &act.changes
-                            {
-                                to.do_send(change);
-                            }
+                            act.record(change);
                         }
                         // Leases not renewed in time lapse on their own; the
                         // fence keeps writes safe meanwhile.
@@ -187,23 +177,42 @@ impl LeaseKeeper {
         if held.is_empty() || self.renewed_at.elapsed() < lease {
             return;
         }
-        let lost: Vec<i64> = held.iter().map(|l| l.account_id).collect();
         tracing::warn!(
             replica = %self.options.replica_id,
-            accounts = lost.len(),
+            accounts = held.len(),
             "no lease renewal for longer than the lease: dropping every account"
         );
-        self.ownership.apply(&lost, &[]);
-        self.metrics.cluster_accounts_owned.set(0);
+        self.drop_all();
+    }
+
+    /// Publishes what a round (or a drop) changed: the ownership, the
+    /// metrics, and the listener when something moved.
+    fn record(&mut self, change: OwnershipChanged) {
+        self.ownership.apply(&change.lost, &change.gained);
+        let moved = change.lost.len() + change.gained.len();
+        self.metrics.cluster_ownership_changes.inc_by(moved as u64);
         self.metrics
-            .cluster_ownership_changes
-            .inc_by(lost.len() as u64);
-        if let Some(to) = &self.changes {
-            to.do_send(OwnershipChanged {
-                gained: Vec::new(),
-                lost,
-            });
+            .cluster_accounts_owned
+            .set(self.ownership.leases().len() as i64);
+        if moved > 0
+            && let Some(to) = &self.changes
+        {
+            to.do_send(change);
         }
+    }
+
+    /// Gives up every account held (the leases are released or lapsed).
+    fn drop_all(&mut self) {
+        let lost = self
+            .ownership
+            .leases()
+            .iter()
+            .map(|l| l.account_id)
+            .collect();
+        self.record(OwnershipChanged {
+            gained: Vec::new(),
+            lost,
+        });
     }
 
     /// Releases every lease and the heartbeat, then stops.
@@ -217,10 +226,7 @@ impl LeaseKeeper {
                     if let Err(err) = result {
                         tracing::warn!(error = %err, "could not release the cluster leases; they lapse");
                     }
-                    let lost: Vec<i64> =
-                        act.ownership.leases().iter().map(|l| l.account_id).collect();
-                    act.ownership.apply(&lost, &[]);
-                    act.metrics.cluster_accounts_owned.set(0);
+                    act.drop_all();
                     for done in act.leaving.drain(..) {
                         let _ = done.send(());
                     }
