@@ -148,10 +148,10 @@ macro_rules! sync_matrix {
                 async fn sqlite() {
                     super::super::matrix_case($crate::helpers::Backend::Sqlite, $index).await
                 }
-                #[actix_web::test]
-                #[cfg_attr(not(pg_tests), ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built")]
-                async fn postgres() {
-                    super::super::matrix_case($crate::helpers::Backend::Postgres, $index).await
+                $crate::pg_test! {
+                    async fn postgres() {
+                        super::super::matrix_case($crate::helpers::Backend::Postgres, $index).await
+                    }
                 }
             }
         )+}

@@ -170,78 +170,75 @@ async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
     drop(service);
 }
 
-#[actix_web::test]
-#[cfg_attr(
-    not(pg_tests),
-    ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
-)]
-async fn database_outage_answers_503_and_recovers_without_a_restart() {
-    let postgres = PrivatePostgres::start().expect(
-        "the database outage test starts its own PostgreSQL server: install the server \
-         binaries (Debian: postgresql), or build the suite without TEST_DATABASE_URL",
-    );
-    let mut app = spawn_app_with(
-        TestDb::on_postgres(&postgres.url()),
-        &[
-            ("sync.sync_on_create", "false"),
-            ("database.connect_timeout_secs", "1"),
-        ],
-    )
-    .await;
-    add_account(&app, ACCOUNT).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let storming =
-        actix_web::rt::spawn(storm(app.url("/api/v1/hostaway/webhooks"), 8, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    let down = Instant::now();
-    postgres.stop_server();
-    // Deliveries during the outage are refused with 503 (Hostaway retries them).
-    wait_for(
-        "deliveries to be refused",
-        Duration::from_secs(10),
-        || async {
-            let response = app.deliver(&event(ACCOUNT, 1)).await;
-            (response.status() == 503).then_some(())
-        },
-    )
-    .await;
-    let ready = app.http.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready while the database is down");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    postgres.start_server();
-    let outage = down.elapsed();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (acked, refused) = storming.await.unwrap();
-    wait_for(
-        "the service to be ready again",
-        Duration::from_secs(20),
-        || async {
-            let ready = app.http.get(app.url("/ready")).send().await.ok()?;
-            (ready.status() == 200).then_some(())
-        },
-    )
-    .await;
-    let db = app.db.clone();
-    wait_for(
-        "every acknowledged event to be applied",
-        Duration::from_secs(60),
-        || async {
-            let applied = reservation_ids(&db).await;
-            acked.iter().all(|id| applied.contains(id)).then_some(())
-        },
-    )
-    .await;
-    wait_settled(&db).await;
-    println!(
-        "database outage: {} acked, {} refused with 503 during a {:?} outage, 0 lost",
-        acked.len(),
-        refused,
-        outage
-    );
-    assert!(refused > 0, "the storm saw the outage");
-    assert!(acked.len() > 50);
-    app.stop().await;
+crate::pg_test! {
+    async fn database_outage_answers_503_and_recovers_without_a_restart() {
+        let postgres = PrivatePostgres::start().expect(
+            "the database outage test starts its own PostgreSQL server: install the server \
+             binaries (Debian: postgresql), or build the suite without TEST_DATABASE_URL",
+        );
+        let mut app = spawn_app_with(
+            TestDb::on_postgres(&postgres.url()),
+            &[
+                ("sync.sync_on_create", "false"),
+                ("database.connect_timeout_secs", "1"),
+            ],
+        )
+        .await;
+        add_account(&app, ACCOUNT).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let storming =
+            actix_web::rt::spawn(storm(app.url("/api/v1/hostaway/webhooks"), 8, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let down = Instant::now();
+        postgres.stop_server();
+        // Deliveries during the outage are refused with 503 (Hostaway retries them).
+        wait_for(
+            "deliveries to be refused",
+            Duration::from_secs(10),
+            || async {
+                let response = app.deliver(&event(ACCOUNT, 1)).await;
+                (response.status() == 503).then_some(())
+            },
+        )
+        .await;
+        let ready = app.http.get(app.url("/ready")).send().await.unwrap();
+        assert_eq!(ready.status(), 503, "not ready while the database is down");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        postgres.start_server();
+        let outage = down.elapsed();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        stop.store(true, Ordering::SeqCst);
+        let (acked, refused) = storming.await.unwrap();
+        wait_for(
+            "the service to be ready again",
+            Duration::from_secs(20),
+            || async {
+                let ready = app.http.get(app.url("/ready")).send().await.ok()?;
+                (ready.status() == 200).then_some(())
+            },
+        )
+        .await;
+        let db = app.db.clone();
+        wait_for(
+            "every acknowledged event to be applied",
+            Duration::from_secs(60),
+            || async {
+                let applied = reservation_ids(&db).await;
+                acked.iter().all(|id| applied.contains(id)).then_some(())
+            },
+        )
+        .await;
+        wait_settled(&db).await;
+        println!(
+            "database outage: {} acked, {} refused with 503 during a {:?} outage, 0 lost",
+            acked.len(),
+            refused,
+            outage
+        );
+        assert!(refused > 0, "the storm saw the outage");
+        assert!(acked.len() > 50);
+        app.stop().await;
+    }
 }
 
 async fn hostaway_faults_during_a_sync_end_in_an_exact_mirror(backend: Backend) {

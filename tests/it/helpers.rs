@@ -22,6 +22,22 @@ pub enum Backend {
 }
 
 /// Generates `mod $name { sqlite, postgres }` running `$name(backend)` on each.
+/// A test of the PostgreSQL half: compiled in only when `TEST_DATABASE_URL`
+/// was set for the build (`build.rs`), otherwise listed as ignored with the
+/// reason, never as passed.
+#[macro_export]
+macro_rules! pg_test {
+    ($(#[$meta:meta])* async fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[actix_web::test]
+        #[cfg_attr(
+            not(pg_tests),
+            ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
+        )]
+        async fn $name() $body
+    };
+}
+
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),+ $(,)?) => {$(
@@ -30,10 +46,10 @@ macro_rules! both_backends {
             async fn sqlite() {
                 super::$name($crate::helpers::Backend::Sqlite).await
             }
-            #[actix_web::test]
-            #[cfg_attr(not(pg_tests), ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built")]
-            async fn postgres() {
-                super::$name($crate::helpers::Backend::Postgres).await
+            $crate::pg_test! {
+                async fn postgres() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
             }
         }
     )+};

@@ -483,59 +483,56 @@ async fn missing_listings_are_soft_deleted_and_come_back(backend: Backend) {
     assert!(back.deleted_at.is_none());
 }
 
-/// Every pooled PostgreSQL connection has TCP_NODELAY (store::nodelay, until
-/// sqlx sets it itself): four connections held at once, each asked for its
-/// own ends, each socket checked.
-#[actix_web::test]
-#[cfg_attr(
-    not(pg_tests),
-    ignore = "PostgreSQL half: TEST_DATABASE_URL was not set when the suite was built"
-)]
-async fn every_postgres_pool_connection_has_nodelay() {
-    let test_db = TestDb::new(Backend::Postgres);
-    let settings = test_db.settings(&[("database.max_connections", "4")]);
-    let db = sync_hostaway::store::connect(&settings.database)
-        .await
-        .expect("connect");
-    let ends = |db: DatabaseConnection| async move {
-        let stmt = sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT host(inet_client_addr()), inet_client_port(), host(inet_server_addr()), \
-             inet_server_port(), pg_sleep(0.3)::text",
-        );
-        let row = db.query_one_raw(stmt).await.expect("query").expect("row");
-        let at =
-            |ip: String, port: i32| std::net::SocketAddr::new(ip.parse().unwrap(), port as u16);
-        (
-            at(
-                row.try_get_by_index(0).unwrap(),
-                row.try_get_by_index(1).unwrap(),
-            ),
-            at(
-                row.try_get_by_index(2).unwrap(),
-                row.try_get_by_index(3).unwrap(),
-            ),
-        )
-    };
-    let pairs = futures::future::join_all((0..4).map(|_| ends(db.clone()))).await;
-    let locals: std::collections::HashSet<_> = pairs.iter().map(|(local, _)| *local).collect();
-    assert_eq!(locals.len(), 4, "four distinct connections: {pairs:?}");
-    for (local, peer) in pairs {
+crate::pg_test! {
+    /// Every pooled PostgreSQL connection has TCP_NODELAY (store::nodelay, until
+    /// sqlx sets it itself): four connections held at once, each asked for its
+    /// own ends, each socket checked.
+    async fn every_postgres_pool_connection_has_nodelay() {
+        let test_db = TestDb::new(Backend::Postgres);
+        let settings = test_db.settings(&[("database.max_connections", "4")]);
+        let db = sync_hostaway::store::connect(&settings.database)
+            .await
+            .expect("connect");
+        let ends = |db: DatabaseConnection| async move {
+            let stmt = sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT host(inet_client_addr()), inet_client_port(), host(inet_server_addr()), \
+                 inet_server_port(), pg_sleep(0.3)::text",
+            );
+            let row = db.query_one_raw(stmt).await.expect("query").expect("row");
+            let at =
+                |ip: String, port: i32| std::net::SocketAddr::new(ip.parse().unwrap(), port as u16);
+            (
+                at(
+                    row.try_get_by_index(0).unwrap(),
+                    row.try_get_by_index(1).unwrap(),
+                ),
+                at(
+                    row.try_get_by_index(2).unwrap(),
+                    row.try_get_by_index(3).unwrap(),
+                ),
+            )
+        };
+        let pairs = futures::future::join_all((0..4).map(|_| ends(db.clone()))).await;
+        let locals: std::collections::HashSet<_> = pairs.iter().map(|(local, _)| *local).collect();
+        assert_eq!(locals.len(), 4, "four distinct connections: {pairs:?}");
+        for (local, peer) in pairs {
+            assert_eq!(
+                sync_hostaway::store::nodelay::is_set(local, peer),
+                Some(true),
+                "socket {local} -> {peer}"
+            );
+        }
+        // A pool opened without the shim: sqlx leaves Nagle on. When this fails,
+        // sqlx sets the option itself and store::nodelay can go.
+        let plain = sea_orm::Database::connect(test_db.url.as_str())
+            .await
+            .expect("plain connect");
+        let (local, peer) = ends(plain).await;
         assert_eq!(
             sync_hostaway::store::nodelay::is_set(local, peer),
-            Some(true),
-            "socket {local} -> {peer}"
+            Some(false),
+            "a plain sqlx connection {local} -> {peer}"
         );
     }
-    // A pool opened without the shim: sqlx leaves Nagle on. When this fails,
-    // sqlx sets the option itself and store::nodelay can go.
-    let plain = sea_orm::Database::connect(test_db.url.as_str())
-        .await
-        .expect("plain connect");
-    let (local, peer) = ends(plain).await;
-    assert_eq!(
-        sync_hostaway::store::nodelay::is_set(local, peer),
-        Some(false),
-        "a plain sqlx connection {local} -> {peer}"
-    );
 }
