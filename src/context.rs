@@ -2,8 +2,9 @@
 //! metrics, cipher, Hostaway client and the account directory, opened once
 //! at start-up. Below the actors and the HTTP layer; it knows neither.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -14,6 +15,9 @@ use crate::directory::AccountDirectory;
 use crate::hostaway::{HostawayClient, HostawayError};
 use crate::metrics::Metrics;
 use crate::store;
+use crate::store::leases::Lease;
+use crate::store::notify::Topic;
+use crate::store::write::Fence;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -47,6 +51,9 @@ pub struct Core {
     pub cipher: Cipher,
     pub hostaway: HostawayClient,
     pub directory: AccountDirectory,
+    /// This replica's part in a cluster (`cluster.enabled`); `None`: one
+    /// process owns every account.
+    pub cluster: Option<Arc<ClusterMember>>,
     /// When `refresh_gauges` last read the database.
     gauges_refreshed: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -56,13 +63,47 @@ impl Core {
     pub async fn open(settings: Settings) -> Result<Core, StartupError> {
         crate::install_tls_provider();
         check_public_url(&settings)?;
-        let db = store::connect(&settings.database).await?;
+        // A replica frozen inside a transaction must not hold its leases'
+        // rows locked for longer than a lease.
+        let idle_in_transaction = settings
+            .cluster
+            .enabled
+            .then(|| Duration::from_secs(settings.cluster.lease_secs.get()));
+        let db = store::connect_with(&settings.database, idle_in_transaction).await?;
+        // The keeper and the listener get connections of their own: a busy
+        // pool must not delay a lease renewal, and they must outlive the
+        // HTTP workers (whose connections die with their runtimes) to
+        // release the leases at shutdown.
+        let cluster_db = match settings.cluster.enabled {
+            true => {
+                let mut own = settings.database.clone();
+                own.max_connections = std::num::NonZeroU32::new(2).expect("2 > 0");
+                Some(store::connect_with(&own, idle_in_transaction).await?)
+            }
+            false => None,
+        };
         if settings.database.auto_migrate {
             store::migrate(&db).await?;
         }
         let cipher = Cipher::from_settings(&settings)?;
         let metrics = Arc::new(Metrics::new());
-        let interrupted = store::accounts::reset_interrupted_syncs(&db).await?;
+        let cluster = cluster_db.map(|own| {
+            Arc::new(ClusterMember::new(
+                ClusterOptions {
+                    replica_id: settings.cluster.replica_id(),
+                    lease_secs: settings.cluster.lease_secs.get(),
+                    heartbeat_secs: settings.cluster.heartbeat_secs.get(),
+                },
+                &settings.database.schema,
+                own,
+            ))
+        });
+        // In a cluster another replica may be running a sync right now: an
+        // interrupted one is run again by the account's next owner instead.
+        let interrupted = match cluster {
+            None => store::accounts::reset_interrupted_syncs(&db).await?,
+            Some(_) => 0,
+        };
         if interrupted > 0 {
             tracing::warn!(
                 accounts = interrupted,
@@ -83,8 +124,42 @@ impl Core {
             cipher,
             hostaway,
             directory,
+            cluster,
             gauges_refreshed: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Whether this replica acts for `account_id` now (always, outside a
+    /// cluster).
+    pub fn owns(&self, account_id: i64) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|member| member.ownership.epoch(account_id).is_some())
+    }
+
+    /// The fencing token a write for `account_id` is made under (`None`
+    /// outside a cluster).
+    pub fn fence(&self, account_id: i64) -> Option<Fence> {
+        self.cluster.as_ref().map(|member| member.fence(account_id))
+    }
+
+    /// Tells the other replicas about `account_ids` on `topic` (nothing
+    /// outside a cluster). A hint: one lost is made up by the periodic scans.
+    pub async fn announce(&self, topic: Topic, account_ids: &[i64]) {
+        let Some(member) = &self.cluster else {
+            return;
+        };
+        let channel = member.channel(topic);
+        if let Err(err) = store::notify::notify(&self.db, channel, account_ids).await {
+            tracing::warn!(error = %err, ?topic, "could not notify the other replicas");
+        }
+    }
+
+    /// The account's row was stored: refresh this replica's directory and
+    /// tell the others to refresh theirs.
+    pub async fn account_stored(&self, row: &entities::account::Model) {
+        self.directory.refresh(row, &self.cipher);
+        self.announce(Topic::Accounts, &[row.account_id]).await;
     }
 
     /// Named readiness checks; each is `"ok"` or a short reason.
@@ -140,6 +215,135 @@ impl Core {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "could not read inbox counts for metrics"),
+        }
+    }
+}
+
+/// How this replica takes part in the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub replica_id: String,
+    pub lease_secs: u64,
+    pub heartbeat_secs: u64,
+}
+
+/// The accounts this replica owns, each at its fencing epoch (kept by the
+/// `LeaseKeeper`).
+#[derive(Debug, Default)]
+pub struct Ownership {
+    held: RwLock<HashMap<i64, i64>>,
+    /// The last round left this replica holding its whole share.
+    settled: AtomicBool,
+    /// It has held its whole share once since it started (`/ready`).
+    joined: AtomicBool,
+}
+
+impl Ownership {
+    pub fn epoch(&self, account_id: i64) -> Option<i64> {
+        self.read().get(&account_id).copied()
+    }
+
+    /// The leases held, by account id.
+    pub fn leases(&self) -> Vec<Lease> {
+        let mut leases: Vec<Lease> = self
+            .read()
+            .iter()
+            .map(|(&account_id, &epoch)| Lease { account_id, epoch })
+            .collect();
+        leases.sort_by_key(|l| l.account_id);
+        leases
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this replica holds its whole share (or knows it has none).
+    pub fn settled(&self) -> bool {
+        self.settled.load(Ordering::Relaxed)
+    }
+
+    pub fn set_settled(&self, settled: bool) {
+        self.settled.store(settled, Ordering::Relaxed);
+        if settled {
+            self.joined.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether this replica has held its whole share since it started: a
+    /// rebalance later (a replica joining or dying) does not make it
+    /// unready, or every replica would report unready at once.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i64, i64>> {
+        self.held
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops `lost` and records `taken` (the keeper's round).
+    pub fn apply(&self, lost: &[i64], taken: &[Lease]) {
+        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
+        for id in lost {
+            held.remove(id);
+        }
+        for lease in taken {
+            held.insert(lease.account_id, lease.epoch);
+        }
+    }
+}
+
+/// This replica's part in a cluster: who it is, what it owns, and the
+/// channels its deployment (database schema) notifies on.
+#[derive(Debug)]
+pub struct ClusterMember {
+    pub options: ClusterOptions,
+    pub replica: Arc<str>,
+    pub ownership: Arc<Ownership>,
+    /// The keeper's and the listener's own small pool.
+    pub db: DatabaseConnection,
+    channels: [String; 3],
+}
+
+impl ClusterMember {
+    pub fn new(options: ClusterOptions, schema: &str, db: DatabaseConnection) -> Self {
+        ClusterMember {
+            replica: Arc::from(options.replica_id.as_str()),
+            options,
+            ownership: Arc::default(),
+            db,
+            channels: [Topic::Inbox, Topic::Accounts, Topic::Sync].map(|t| t.channel(schema)),
+        }
+    }
+
+    /// The channel of `topic` for this deployment.
+    pub fn channel(&self, topic: Topic) -> &str {
+        match topic {
+            Topic::Inbox => &self.channels[0],
+            Topic::Accounts => &self.channels[1],
+            Topic::Sync => &self.channels[2],
+        }
+    }
+
+    pub fn channels(&self) -> &[String] {
+        &self.channels
+    }
+
+    /// The token a write for `account_id` carries: the lease held, or
+    /// epoch 0 (which no lease has) when none is, so the write is refused.
+    pub fn fence(&self, account_id: i64) -> Fence {
+        Fence {
+            replica: self.replica.clone(),
+            lease: Lease {
+                account_id,
+                epoch: self.ownership.epoch(account_id).unwrap_or(0),
+            },
         }
     }
 }

@@ -143,6 +143,26 @@ impl AccountDirectory {
         }
     }
 
+    /// Makes the directory match `rows`, every stored account: each is
+    /// refreshed, an account no longer stored is dropped (cluster mode's
+    /// periodic catch-up on changes made through other replicas).
+    pub fn replace_all(&self, rows: &[AccountRow], cipher: &Cipher) {
+        let stored: HashSet<i64> = rows.iter().map(|r| r.account_id).collect();
+        let gone: Vec<i64> = self
+            .read()
+            .accounts
+            .keys()
+            .copied()
+            .filter(|id| !stored.contains(id))
+            .collect();
+        for id in gone {
+            self.remove(id);
+        }
+        for row in rows {
+            self.refresh(row, cipher);
+        }
+    }
+
     pub fn remove(&self, account_id: i64) {
         let mut inner = self.write();
         inner.accounts.remove(&account_id);

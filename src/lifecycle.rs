@@ -18,6 +18,7 @@ use crate::context::Core;
 use crate::hostaway::Credentials;
 use crate::store::accounts::{self, AccountStoreError, NewAccount};
 use crate::store::inbox;
+use crate::store::notify::Topic;
 use crate::sync::{SyncError, SyncMode, SyncReport, SyncRequest};
 use entities::account::{Model as Account, SyncState};
 
@@ -93,10 +94,10 @@ impl<'a> Accounts<'a> {
             AccountStoreError::AlreadyExists(id) => LifecycleError::AlreadyExists(id),
             AccountStoreError::Db(err) => LifecycleError::Database(err),
         })?;
-        self.core.directory.refresh(&row, &self.core.cipher);
+        self.core.account_stored(&row).await;
         tracing::info!(account_id, "account created");
         if self.core.settings.sync.sync_on_create {
-            self.queue_sync(account_id, full_sync());
+            self.queue_sync(account_id, full_sync()).await;
         }
         Ok(row)
     }
@@ -126,15 +127,19 @@ impl<'a> Accounts<'a> {
             // The cached token belongs to the old secret.
             self.core.hostaway.forget_account(account_id);
         }
-        self.core.directory.refresh(&row, &self.core.cipher);
+        self.core.account_stored(&row).await;
         self.changed(account_id).await;
-        if change.is_active.is_some_and(|a| a != before.is_active) {
+        // In a cluster an account's owner registers it when it takes the
+        // account on; any replica may disable it.
+        if change.is_active.is_some_and(|a| a != before.is_active)
+            && (!row.is_active || self.core.cluster.is_none())
+        {
             self.actors
                 .registrar
                 .do_send(EnsureWebhook { account_id }.traced());
         }
         if row.is_active && row.last_sync_at.is_none() && row.sync_state != SyncState::Syncing {
-            self.queue_sync(account_id, full_sync());
+            self.queue_sync(account_id, full_sync()).await;
         }
         Ok(row)
     }
@@ -146,7 +151,7 @@ impl<'a> Accounts<'a> {
         let mut changes = accounts::changes(account_id);
         changes.is_active = Set(false);
         let row = accounts::update(&self.core.db, changes, Utc::now()).await?;
-        self.core.directory.refresh(&row, &self.core.cipher);
+        self.core.account_stored(&row).await;
         self.actors
             .router
             .send(StopAccount { account_id })
@@ -181,6 +186,7 @@ impl<'a> Accounts<'a> {
                 .ok();
         }
         accounts::hard_delete(&self.core.db, account_id).await?;
+        self.core.announce(Topic::Accounts, &[account_id]).await;
         self.core.hostaway.forget_account(account_id);
         tracing::info!(account_id, "account and its data deleted");
         Ok(())
@@ -191,7 +197,7 @@ impl<'a> Accounts<'a> {
     pub async fn sync(&self, account_id: i64, request: SyncRequest) -> Result<(), LifecycleError> {
         self.require_active(account_id).await?;
         self.changed(account_id).await;
-        self.queue_sync(account_id, request);
+        self.queue_sync(account_id, request).await;
         Ok(())
     }
 
@@ -258,7 +264,22 @@ impl<'a> Accounts<'a> {
             .await;
     }
 
-    fn queue_sync(&self, account_id: i64, request: SyncRequest) {
+    /// In a cluster, an account another replica owns is synced there: its
+    /// owner hears of the request through `Topic::Sync`.
+    async fn queue_sync(&self, account_id: i64, request: SyncRequest) {
+        if let Some(member) = &self.core.cluster
+            && !self.core.owns(account_id)
+        {
+            let channel = member.channel(Topic::Sync);
+            let detail = request.to_notice();
+            if let Err(err) =
+                crate::store::notify::notify_detail(&self.core.db, channel, account_id, &detail)
+                    .await
+            {
+                tracing::warn!(account_id, error = %err, "could not ask the account's owner to sync");
+            }
+            return;
+        }
         self.actors.router.do_send(
             SyncAccount {
                 account_id,

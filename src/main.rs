@@ -136,6 +136,13 @@ async fn sync_once(
     full: bool,
     dry_run: bool,
 ) -> anyhow::Result<()> {
+    if settings.cluster.enabled {
+        anyhow::bail!(
+            "cluster.enabled is set: a sync in a separate process would race the replica that \
+             owns account {account}; ask the running service instead \
+             (POST /api/v1/hostaway/accounts/{account}/sync)"
+        );
+    }
     let core = Arc::new(Core::open(settings).await.context("startup failed")?);
     let actors = ActorSystem::start(core.clone(), false);
     let request = SyncRequest {

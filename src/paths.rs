@@ -12,5 +12,7 @@ pub const ACCOUNTS: &str = "/api/v1/hostaway/accounts";
 pub const ACCOUNT: &str = "/api/v1/hostaway/accounts/{id}";
 pub const ACCOUNT_SYNC: &str = "/api/v1/hostaway/accounts/{id}/sync";
 pub const ACCOUNT_REPLAY_FAILED: &str = "/api/v1/hostaway/accounts/{id}/replay-failed";
+/// Cluster mode: replicas, their accounts and lease ages (admin).
+pub const CLUSTER: &str = "/api/v1/hostaway/cluster";
 pub const ACCOUNT_ROTATE_CREDENTIALS: &str =
     "/api/v1/hostaway/accounts/{id}/rotate-webhook-credentials";

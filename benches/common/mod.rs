@@ -1,8 +1,10 @@
 //! Shared by the benchmark programs: the service binary as a child process,
-//! RSS readings, machine facts, and rewriting one section of
+//! the webhook load (`load`), RSS readings, machine facts, and rewriting one section of
 //! docs/PERFORMANCE.md.
 
 #![allow(dead_code)]
+
+pub mod load;
 
 use std::path::PathBuf;
 use std::process::Command;

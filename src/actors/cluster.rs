@@ -9,8 +9,7 @@
 //! wait for the leases to lapse. Unable to renew for longer than a lease
 //! (the database unreachable), it drops every account itself.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
@@ -18,56 +17,13 @@ use actix::{
 };
 use sea_orm::{DatabaseConnection, DbErr};
 
+use super::router::{AccountRouter, Notified};
 use crate::cluster::Plan;
 use crate::metrics::Metrics;
 use crate::store::leases::{self, Lease};
+use crate::store::notify::Listener;
 
-/// How this replica takes part in the cluster.
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    pub replica_id: String,
-    pub lease_secs: u64,
-    pub heartbeat_secs: u64,
-}
-
-/// The accounts this replica owns, each at its fencing epoch.
-#[derive(Debug, Default)]
-pub struct Ownership {
-    held: RwLock<HashMap<i64, i64>>,
-}
-
-impl Ownership {
-    pub fn epoch(&self, account_id: i64) -> Option<i64> {
-        self.read().get(&account_id).copied()
-    }
-
-    /// The leases held, by account id.
-    pub fn leases(&self) -> Vec<Lease> {
-        let mut leases: Vec<Lease> = self
-            .read()
-            .iter()
-            .map(|(&account_id, &epoch)| Lease { account_id, epoch })
-            .collect();
-        leases.sort_by_key(|l| l.account_id);
-        leases
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i64, i64>> {
-        self.held
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn apply(&self, lost: &[i64], taken: &[Lease]) {
-        let mut held = self.held.write().unwrap_or_else(|p| p.into_inner());
-        for id in lost {
-            held.remove(id);
-        }
-        for lease in taken {
-            held.insert(lease.account_id, lease.epoch);
-        }
-    }
-}
+pub use crate::context::{ClusterOptions, Ownership};
 
 /// Accounts gained and lost in one round (sent only when something moved).
 #[derive(Message, Debug, Clone, PartialEq, Eq)]
@@ -81,6 +37,8 @@ pub struct OwnershipChanged {
 struct Round {
     live: usize,
     change: OwnershipChanged,
+    /// Every account of this replica's share is held now.
+    settled: bool,
 }
 
 /// Leave the cluster: release every lease and the heartbeat, then stop.
@@ -144,10 +102,15 @@ impl LeaseKeeper {
                 .map(|result, act, ctx| {
                     act.busy = false;
                     match result {
-                        Ok(Round { live, change }) => {
+                        Ok(Round {
+                            live,
+                            change,
+                            settled,
+                        }) => {
                             act.renewed_at = std::time::Instant::now();
                             act.metrics.cluster_replicas_live.set(live as i64);
                             act.record(change);
+                            act.ownership.set_settled(settled);
                         }
                         // Leases not renewed in time lapse on their own; the
                         // fence keeps writes safe meanwhile.
@@ -203,6 +166,7 @@ impl LeaseKeeper {
 
     /// Gives up every account held (the leases are released or lapsed).
     fn drop_all(&mut self) {
+        self.ownership.set_settled(false);
         let lost = self
             .ownership
             .leases()
@@ -267,6 +231,7 @@ async fn round(
     let gained = leases::acquire(db, me, &plan.acquire, options.lease_secs).await?;
     Ok(Round {
         live: live.len().max(1),
+        settled: gained.len() == plan.acquire.len(),
         change: OwnershipChanged { gained, lost },
     })
 }
@@ -296,4 +261,41 @@ impl Handler<Leave> for LeaseKeeper {
             let _ = wait.await;
         })
     }
+}
+
+/// Listens for the other replicas' notifications (`store::notify`) and
+/// hands each to the router, reconnecting after a failure. Lost ones are
+/// made up by the router's periodic catch-up.
+pub fn listen(
+    core: Arc<crate::context::Core>,
+    router: actix::Addr<AccountRouter>,
+) -> tokio::task::JoinHandle<()> {
+    actix::spawn(async move {
+        let Some(member) = core.cluster.clone() else {
+            return;
+        };
+        loop {
+            match Listener::start(&member.db, member.channels()).await {
+                Ok(mut listener) => loop {
+                    match listener.next().await {
+                        Ok(notice) => {
+                            if !router.connected() {
+                                return;
+                            }
+                            router.do_send(Notified(notice));
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "lost the notification connection; reconnecting");
+                            break;
+                        }
+                    }
+                },
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not listen for notifications; retrying")
+                }
+            }
+            // After a gap the catch-up scans find what was missed.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
 }

@@ -13,6 +13,7 @@ use tracing::{Instrument, Span};
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
 use super::router::{AccountRouter, Dispatch};
 use super::traced::{TraceExt, context_of};
+use crate::context::ClusterMember;
 use crate::metrics::Metrics;
 use crate::store::begin_write;
 use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
@@ -24,6 +25,9 @@ pub struct InboxJob {
     router: Addr<AccountRouter>,
     /// `faults.fail_inbox_event_types` (fault suite only).
     poison: Arc<Vec<String>>,
+    /// In a cluster: the owners of accounts this replica does not own are
+    /// notified in the append's transaction.
+    cluster: Option<Arc<ClusterMember>>,
 }
 
 impl InboxJob {
@@ -32,12 +36,14 @@ impl InboxJob {
         metrics: Arc<Metrics>,
         router: Addr<AccountRouter>,
         poison: Vec<String>,
+        cluster: Option<Arc<ClusterMember>>,
     ) -> Self {
         InboxJob {
             db,
             metrics,
             router,
             poison: Arc::new(poison),
+            cluster,
         }
     }
 }
@@ -55,6 +61,7 @@ impl BatchJob for InboxJob {
         let metrics = self.metrics.clone();
         let router = self.router.clone();
         let poison = self.poison.clone();
+        let cluster = self.cluster.clone();
         let parent = items
             .first()
             .map(|(_, s)| s.clone())
@@ -77,7 +84,7 @@ impl BatchJob for InboxJob {
                     Err(sea_orm::DbErr::Custom("injected inbox failure".into()))
                 } else {
                     let _timer = metrics.db_timer("inbox_append");
-                    append(&db, &events).await
+                    append(&db, &events, cluster.as_deref()).await
                 };
                 let results = match stored {
                     Ok(results) => results,
@@ -125,9 +132,27 @@ impl BatchJob for InboxJob {
 async fn append(
     db: &DatabaseConnection,
     events: &[NewEvent],
+    cluster: Option<&ClusterMember>,
 ) -> Result<Vec<Appended>, sea_orm::DbErr> {
     let tx = begin_write(db).await?;
     let results = inbox::append(&tx, events).await?;
+    if let Some(member) = cluster {
+        // Delivered when (and only if) the rows commit.
+        let mut others: Vec<i64> = events
+            .iter()
+            .zip(&results)
+            .filter(|(event, result)| {
+                matches!(result, Appended::Stored(_))
+                    && event.status == EventStatus::Pending
+                    && member.ownership.epoch(event.account_id).is_none()
+            })
+            .map(|(event, _)| event.account_id)
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        let channel = member.channel(crate::store::notify::Topic::Inbox);
+        crate::store::notify::notify(&tx, channel, &others).await?;
+    }
     tx.commit().await?;
     Ok(results)
 }

@@ -11,7 +11,8 @@
 //! ├─ Supervisor ─ AccountRouter          account_id → AccountActor
 //! │                └─ Supervisor ─ AccountActor × N   (on the account arbiters)
 //! ├─ Supervisor ─ IngestActor            GroupCommit<InboxJob>: durable inbox appends
-//! └─ Supervisor ─ Scheduler              periodic reconciliation syncs, inbox pruning
+//! ├─ Supervisor ─ Scheduler              periodic reconciliation syncs, inbox pruning
+//! └─ LeaseKeeper + listener task         cluster mode only: account leases, NOTIFY wake-ups
 //! ```
 
 pub mod account;
@@ -28,9 +29,10 @@ pub mod writers;
 
 use std::sync::Arc;
 
-use actix::{Addr, Arbiter, Supervisor};
+use actix::{Actor, Addr, Arbiter, Supervisor};
 
 use crate::context::Core;
+use cluster::{LeaseKeeper, Leave};
 use group_commit::GroupCommit;
 use ingest::{InboxJob, IngestActor};
 use registrar::WebhookRegistrar;
@@ -45,6 +47,10 @@ pub struct ActorSystem {
     pub router: Addr<AccountRouter>,
     pub ingest: Addr<IngestActor>,
     pub scheduler: Addr<Scheduler>,
+    /// Cluster mode: this replica's leases.
+    pub keeper: Option<Addr<LeaseKeeper>>,
+    /// Cluster mode: the task listening for the other replicas.
+    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -79,9 +85,10 @@ impl ActorSystem {
             let (db, metrics, router) = (core.db.clone(), core.metrics.clone(), router.clone());
             let max_batch = settings.webhooks.ingest_batch_max.get();
             let poison = settings.faults.fail_inbox_event_types.clone();
+            let cluster = core.cluster.clone();
             Supervisor::start(move |_| {
                 GroupCommit::new(
-                    InboxJob::new(db, metrics.clone(), router, poison.clone()),
+                    InboxJob::new(db, metrics.clone(), router, poison.clone(), cluster.clone()),
                     max_batch,
                     metrics,
                 )
@@ -91,19 +98,37 @@ impl ActorSystem {
             let (core, router) = (core.clone(), router.clone());
             Supervisor::start(move |_| Scheduler::new(core, router, with_scheduler))
         };
+        let listener = core
+            .cluster
+            .as_ref()
+            .map(|_| cluster::listen(core.clone(), router.clone()));
+        let keeper = core.cluster.as_ref().map(|member| {
+            let directory = core.clone();
+            LeaseKeeper::new(
+                member.db.clone(),
+                member.options.clone(),
+                member.ownership.clone(),
+                core.metrics.clone(),
+                Box::new(move || directory.directory.active_ids()),
+                Some(router.clone().recipient()),
+            )
+            .start()
+        });
         ActorSystem {
             writers,
             registrar,
             router,
             ingest,
             scheduler,
+            keeper,
+            listener: std::sync::Mutex::new(listener),
             arbiters,
         }
     }
 
     /// Whether each long-lived actor is running (its mailbox is open), by name.
-    pub fn liveness(&self) -> [(&'static str, bool); 7] {
-        [
+    pub fn liveness(&self) -> Vec<(&'static str, bool)> {
+        let mut each = vec![
             ("ingest", self.ingest.connected()),
             ("router", self.router.connected()),
             ("registrar", self.registrar.connected()),
@@ -111,13 +136,31 @@ impl ActorSystem {
             ("listing_writer", self.writers.listings.connected()),
             ("reservation_writer", self.writers.reservations.connected()),
             ("message_thread_writer", self.writers.threads.connected()),
-        ]
+        ];
+        if let Some(keeper) = &self.keeper {
+            each.push(("lease_keeper", keeper.connected()));
+        }
+        each
     }
 
-    /// Drains the account actors (bounded by `actors.shutdown_timeout_secs`)
-    /// and stops the account arbiters.
+    /// Drains the account actors (bounded by `actors.shutdown_timeout_secs`),
+    /// gives this replica's leases up (cluster mode) and stops the account
+    /// arbiters.
     pub async fn stop(&self) {
         let _ = self.router.send(router::Shutdown).await;
+        if let Some(keeper) = &self.keeper {
+            let _ = keeper.send(Leave).await;
+        }
+        // Ended while the runtime runs: its connection goes back in order.
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(listener) = listener {
+            listener.abort();
+            let _ = listener.await;
+        }
         for arbiter in &self.arbiters {
             arbiter.stop();
         }

@@ -24,7 +24,7 @@ use crate::context::Core;
 use crate::crypto::random_token;
 use crate::hostaway::types::{WebhookRegistration, WebhookSpec};
 use crate::hostaway::{AccountClient, Credentials, HostawayError};
-use crate::store::accounts;
+use crate::store::{accounts, leases};
 use entities::account::WebhookStatus;
 
 /// Bring an account's registration in line (after a sync, at start, after a
@@ -50,6 +50,11 @@ pub struct RotateCredentials {
 pub struct RemoveWebhook {
     pub client: AccountClient,
 }
+
+/// The start-up reconcile of the inactive accounts runs once per cluster
+/// in this long.
+const RECONCILE_CHORE: &str = "webhook_reconcile";
+const RECONCILE_EVERY_SECS: i64 = 60;
 
 /// Ensure every active account's registration (at start).
 #[derive(Message)]
@@ -235,7 +240,7 @@ async fn record_status(core: &Core, account_id: i64, status: WebhookStatus, erro
     changes.webhook_status = Set(status);
     changes.webhook_error = Set(error);
     match accounts::update(&core.db, changes, Utc::now()).await {
-        Ok(row) => core.directory.refresh(&row, &core.cipher),
+        Ok(row) => core.account_stored(&row).await,
         Err(err) => {
             tracing::debug!(account_id, error = %err, "could not record the webhook status")
         }
@@ -261,7 +266,7 @@ async fn reconcile(
             changes.webhook_pending_password = Set(None);
             changes.webhook_status = Set(WebhookStatus::Disabled);
             let row = accounts::update(&core.db, changes, Utc::now()).await?;
-            core.directory.refresh(&row, &core.cipher);
+            core.account_stored(&row).await;
         } else if row.webhook_status != WebhookStatus::Disabled {
             record_status(&core, account_id, WebhookStatus::Disabled, None).await;
         }
@@ -320,7 +325,7 @@ async fn reconcile(
             changes.webhook_login = Set(Some(login.clone()));
             changes.webhook_password = Set(Some(core.cipher.encrypt(&password)));
             let row = accounts::update(&core.db, changes, Utc::now()).await?;
-            core.directory.refresh(&row, &core.cipher);
+            core.account_stored(&row).await;
             (login, password, row)
         }
     };
@@ -406,7 +411,7 @@ async fn reconcile(
         tracing::info!(account_id, "webhook credentials rotated");
     }
     let row = accounts::update(&core.db, changes, Utc::now()).await?;
-    core.directory.refresh(&row, &core.cipher);
+    core.account_stored(&row).await;
     Ok(())
 }
 
@@ -447,21 +452,38 @@ impl Handler<EnsureAll> for WebhookRegistrar {
 
     fn handle(&mut self, _msg: EnsureAll, ctx: &mut Context<Self>) {
         let core = self.core.clone();
+        let clustered = core.cluster.is_some();
         ctx.spawn(
-            async move { accounts::all(&core.db).await }
-                .into_actor(self)
-                .map(|rows, act, ctx| match rows {
-                    Ok(rows) => {
-                        for row in rows {
-                            // Inactive accounts only need a look when they
-                            // may still be enabled at Hostaway.
-                            if row.is_active || row.webhook_status != WebhookStatus::Disabled {
-                                act.ensure(row.account_id, ctx);
-                            }
+            async move {
+                // In a cluster each active account is registered by its
+                // owner when it takes the account on; the inactive ones
+                // are looked at once per cluster start-up round.
+                if clustered {
+                    let every = chrono::Duration::seconds(RECONCILE_EVERY_SECS);
+                    if !leases::claim_chore(&core.db, RECONCILE_CHORE, every, Utc::now()).await? {
+                        return Ok(Vec::new());
+                    }
+                }
+                accounts::all(&core.db).await
+            }
+            .into_actor(self)
+            .map(move |rows, act, ctx| match rows {
+                Ok(rows) => {
+                    for row in rows {
+                        if clustered && row.is_active {
+                            continue;
+                        }
+                        // Inactive accounts only need a look when they
+                        // may still be enabled at Hostaway.
+                        if row.is_active || row.webhook_status != WebhookStatus::Disabled {
+                            act.ensure(row.account_id, ctx);
                         }
                     }
-                    Err(err) => tracing::warn!(error = %err, "could not list accounts for webhook registration"),
-                }),
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not list accounts for webhook registration")
+                }
+            }),
         );
     }
 }
@@ -484,7 +506,7 @@ impl Handler<Traced<RotateCredentials>> for WebhookRegistrar {
                 .await
                 .map_err(|e| e.to_string())?;
             // Accepted from now on, alongside the current credentials.
-            core.directory.refresh(&row, &core.cipher);
+            core.account_stored(&row).await;
             use super::traced::TraceExt;
             addr.do_send(EnsureWebhook { account_id }.traced());
             Ok(())

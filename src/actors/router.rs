@@ -8,18 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, Addr, ArbiterHandle, Context, Handler, Message, ResponseActFuture,
-    ResponseFuture, Supervised, Supervisor, WrapFuture,
+    Actor, ActorFutureExt, Addr, ArbiterHandle, AsyncContext, Context, Handler, Message,
+    ResponseActFuture, ResponseFuture, Supervised, Supervisor, WrapFuture,
 };
 
-use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Wake};
+use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Scan, Wake};
+use super::cluster::OwnershipChanged;
 use super::doorbell::{Doorbell, QueueBudget};
+use super::registrar::EnsureWebhook;
 use super::registrar::WebhookRegistrar;
 use super::supervision::guarded;
 use super::traced::{TraceExt, Traced};
 use super::writers::Writers;
 use crate::context::Core;
 use crate::store::inbox::{self, InboxRow};
+use crate::store::notify::{Notice, Topic};
 use crate::sync::{SyncError, SyncReport, SyncRequest};
 
 /// New inbox rows of an account.
@@ -69,6 +72,11 @@ pub struct StartAll;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
+
+/// A notification from another replica (cluster mode).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Notified(pub Notice);
 
 /// How many AccountActors run.
 #[derive(Message)]
@@ -127,7 +135,8 @@ impl AccountRouter {
             .directory
             .get(account_id)
             .is_some_and(|entry| entry.active);
-        if !active {
+        // In a cluster, only the account's owner runs its actor.
+        if !active || !self.core.owns(account_id) {
             return None;
         }
         if let Some((addr, doorbell)) = self.accounts.get(&account_id)
@@ -181,8 +190,121 @@ impl AccountRouter {
     }
 }
 
+impl AccountRouter {
+    /// Cluster mode's fallback for lost notifications, every heartbeat: the
+    /// owned accounts with pending rows scan their inbox, and every
+    /// `DIRECTORY_EVERY` rounds the directory is read again.
+    fn catch_up(&mut self, ctx: &mut Context<Self>, round: u64) {
+        let core = self.core.clone();
+        let reload = round.is_multiple_of(DIRECTORY_EVERY);
+        ctx.spawn(
+            async move {
+                if reload {
+                    match crate::store::accounts::all(&core.db).await {
+                        Ok(rows) => core.directory.replace_all(&rows, &core.cipher),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not reload the account directory")
+                        }
+                    }
+                }
+                inbox::accounts_with_pending(&core.db).await
+            }
+            .into_actor(self)
+            .map(move |pending, act, _ctx| {
+                if reload {
+                    let gone: Vec<i64> = act
+                        .accounts
+                        .keys()
+                        .copied()
+                        .filter(|id| !act.core.directory.get(*id).is_some_and(|e| e.active))
+                        .collect();
+                    for id in gone {
+                        if let Some(drain) = act.stop(id) {
+                            actix::spawn(drain);
+                        }
+                    }
+                }
+                match pending {
+                    Ok(ids) => {
+                        for id in ids {
+                            act.scan(id);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not list accounts with pending events")
+                    }
+                }
+            }),
+        );
+    }
+
+    /// The owned account's actor reads its inbox past what it has seen.
+    fn scan(&mut self, account_id: i64) {
+        let running = self.accounts.get(&account_id).map(|(a, _)| a.clone());
+        match running {
+            Some(addr) if addr.connected() => addr.do_send(Scan { from: None }),
+            // Starting it scans its inbox.
+            _ => {
+                self.actor(account_id);
+            }
+        }
+    }
+
+    /// Another replica changed the account's row: read it, then start,
+    /// reload or stop its actor as `AccountChanged` does.
+    fn reload_account(&mut self, ctx: &mut Context<Self>, account_id: i64) {
+        let core = self.core.clone();
+        ctx.spawn(
+            async move { crate::store::accounts::find(&core.db, account_id).await }
+                .into_actor(self)
+                .map(move |row, act, _ctx| {
+                    match row {
+                        Ok(Some(row)) => act.core.directory.refresh(&row, &act.core.cipher),
+                        Ok(None) => act.core.directory.remove(account_id),
+                        Err(err) => {
+                            tracing::warn!(account_id, error = %err, "could not reload a changed account");
+                            return;
+                        }
+                    }
+                    let active = act
+                        .core
+                        .directory
+                        .get(account_id)
+                        .is_some_and(|e| e.active);
+                    if !active {
+                        if let Some(drain) = act.stop(account_id) {
+                            actix::spawn(drain);
+                        }
+                    } else if let Some(addr) = act.actor(account_id) {
+                        addr.do_send(Reload.traced());
+                        addr.do_send(Resume.traced());
+                    }
+                }),
+        );
+    }
+}
+
+/// An inbox notice's detail when dead letters were put back to pending on
+/// another replica: the owner scans from that id (below what it has seen).
+const REQUEUED_FROM: &str = "from:";
+
+/// How many heartbeats apart cluster mode re-reads the whole directory.
+const DIRECTORY_EVERY: u64 = 15;
+
 impl Actor for AccountRouter {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some(member) = &self.core.cluster else {
+            return;
+        };
+        let every = Duration::from_secs(member.options.heartbeat_secs.max(1));
+        let mut round = 0u64;
+        ctx.run_interval(every, move |act, ctx| {
+            round += 1;
+            act.catch_up(ctx, round);
+        });
+    }
 }
 
 impl Supervised for AccountRouter {
@@ -235,6 +357,25 @@ impl Handler<Traced<RequeueFor>> for AccountRouter {
                 let Traced { msg, parents } = msg;
                 if let Some(addr) = self.actor(msg.account_id) {
                     addr.do_send(Requeue { ids: msg.ids }.traced_by(parents));
+                } else if let Some(member) = self.core.cluster.clone()
+                    && let Some(first) = msg.ids.iter().min().copied()
+                {
+                    // Another replica's account: its owner scans from there.
+                    let db = self.core.db.clone();
+                    actix::spawn(async move {
+                        let channel = member.channel(Topic::Inbox);
+                        let detail = format!("{REQUEUED_FROM}{first}");
+                        let sent = crate::store::notify::notify_detail(
+                            &db,
+                            channel,
+                            msg.account_id,
+                            &detail,
+                        )
+                        .await;
+                        if let Err(err) = sent {
+                            tracing::warn!(account_id = msg.account_id, error = %err, "could not tell the owner about re-queued events");
+                        }
+                    });
                 }
             },
         )
@@ -363,6 +504,76 @@ impl Handler<Shutdown> for AccountRouter {
             }
             .into_actor(self),
         )
+    }
+}
+
+impl Handler<OwnershipChanged> for AccountRouter {
+    type Result = ();
+
+    /// Lost accounts drain (a write still in flight is refused by its
+    /// fence); gained ones start, scan their inbox from the first pending
+    /// row and check their webhook registration.
+    fn handle(&mut self, msg: OwnershipChanged, ctx: &mut Context<Self>) {
+        guarded(
+            "router",
+            ctx,
+            || (),
+            || {
+                for account_id in msg.lost {
+                    if let Some(drain) = self.stop(account_id) {
+                        actix::spawn(drain);
+                    }
+                }
+                for lease in msg.gained {
+                    if self.actor(lease.account_id).is_some() {
+                        self.registrar.do_send(
+                            EnsureWebhook {
+                                account_id: lease.account_id,
+                            }
+                            .traced(),
+                        );
+                    }
+                }
+            },
+        )
+    }
+}
+
+impl Handler<Notified> for AccountRouter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Notified, ctx: &mut Context<Self>) {
+        let Some(member) = self.core.cluster.clone() else {
+            return;
+        };
+        let notice = msg.0;
+        let account_id = notice.account_id;
+        if notice.channel == member.channel(Topic::Accounts) {
+            self.reload_account(ctx, account_id);
+        } else if !self.core.owns(account_id) {
+            // Another replica's account: nothing to do here.
+        } else if notice.channel == member.channel(Topic::Inbox) {
+            let requeued_from = notice
+                .detail
+                .as_deref()
+                .and_then(|d| d.strip_prefix(REQUEUED_FROM))
+                .and_then(|id| id.parse().ok());
+            match requeued_from {
+                Some(from) => {
+                    if let Some(addr) = self.actor(account_id) {
+                        addr.do_send(Scan { from: Some(from) });
+                    }
+                }
+                None => self.scan(account_id),
+            }
+        } else if notice.channel == member.channel(Topic::Sync) {
+            let Some(request) = notice.detail.as_deref().and_then(SyncRequest::from_notice) else {
+                return;
+            };
+            if let Some(addr) = self.actor(account_id) {
+                addr.do_send(RunSync { request }.traced());
+            }
+        }
     }
 }
 

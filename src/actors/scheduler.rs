@@ -128,7 +128,9 @@ impl Scheduler {
         let ids: std::collections::HashSet<i64> = active.iter().map(|e| e.account_id).collect();
         self.due.retain(|id, _| ids.contains(id));
         for entry in active {
-            if entry.degraded {
+            // In a cluster only an account's owner reconciles it.
+            if entry.degraded || !self.core.owns(entry.account_id) {
+                self.due.remove(&entry.account_id);
                 continue;
             }
             let due = match self.due.get(&entry.account_id) {

@@ -56,6 +56,7 @@ pub struct Settings {
     pub security: SecuritySettings,
     pub telemetry: TelemetrySettings,
     pub actors: ActorSettings,
+    pub cluster: ClusterSettings,
     pub faults: FaultSettings,
 }
 
@@ -252,6 +253,34 @@ pub struct ActorSettings {
     pub degraded_retry_secs: u64,
 }
 
+/// Several replicas on one PostgreSQL database (`docs/operations.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub enabled: bool,
+    /// Empty: this host's name and the process id.
+    pub replica_id: String,
+    pub lease_secs: std::num::NonZeroU64,
+    pub heartbeat_secs: std::num::NonZeroU64,
+}
+
+impl ClusterSettings {
+    /// `replica_id`, or this host's name and process id when it is empty.
+    pub fn replica_id(&self) -> String {
+        let configured = self.replica_id.trim();
+        if !configured.is_empty() {
+            return configured.to_string();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "replica".into());
+        format!("{host}-{}", std::process::id())
+    }
+}
+
 /// Deliberate failures for the fault suite. All lists are empty in every shipped
 /// config; production refuses to start when any is set.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -396,6 +425,7 @@ impl Settings {
             ));
         }
         self.refuse_public_secrets()?;
+        self.check_cluster()?;
         if self.environment == Environment::Production {
             if !self.security.encryption_key.is_set() {
                 return Err(invalid(
@@ -445,6 +475,40 @@ impl Settings {
                      bind 127.0.0.1, or set your own {key}",
                     self.server.host
                 ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Cluster mode needs PostgreSQL, and a heartbeat well inside a lease.
+    fn check_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        if !cluster.enabled {
+            return Ok(());
+        }
+        if self.is_sqlite() {
+            return Err(ConfigError::Invalid {
+                key: "cluster.enabled",
+                message: "cluster mode needs PostgreSQL (database.url = \"postgres://...\"): \
+                          replicas coordinate through its leases and LISTEN/NOTIFY; \
+                          SQLite is one process's database"
+                    .into(),
+            });
+        }
+        if cluster.heartbeat_secs.get() * 2 > cluster.lease_secs.get() {
+            return Err(ConfigError::Invalid {
+                key: "cluster.heartbeat_secs",
+                message: format!(
+                    "must be at most half of cluster.lease_secs ({}), so a lease is renewed \
+                     at least twice before it lapses",
+                    cluster.lease_secs
+                ),
+            });
+        }
+        if cluster.replica_id.len() > 200 {
+            return Err(ConfigError::Invalid {
+                key: "cluster.replica_id",
+                message: "must be at most 200 characters".into(),
             });
         }
         Ok(())

@@ -20,6 +20,15 @@ pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
         "actors",
         if actors_up { "ok" } else { "stopped" }.to_string(),
     );
+    // A replica is ready once it holds its share of the accounts (or knows
+    // it has none): before that, webhooks it takes in wait for an owner.
+    if let Some(member) = &ctx.cluster {
+        let joined = member.ownership.joined();
+        checks.insert(
+            "cluster",
+            if joined { "ok" } else { "taking its share" }.to_string(),
+        );
+    }
     let ok = checks.values().all(|v| v == "ok");
     let each: std::collections::BTreeMap<&str, &str> = actors
         .iter()

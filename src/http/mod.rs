@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod cluster;
 pub mod dto;
 pub mod error;
 pub mod health;
@@ -60,6 +61,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource(paths::ACCOUNT_ROTATE_CREDENTIALS).post(accounts::rotate_credentials),
         )
+        .service(web::resource(paths::CLUSTER).get(cluster::status))
         .default_service(web::to(not_found));
 }
 

@@ -76,6 +76,9 @@ pub async fn live_replicas<C: ConnectionTrait>(
 /// Takes the leases of `account_ids` that are free, expired or released,
 /// each at a new epoch; returns the ones taken. A lease another replica
 /// still holds is left alone, and so is one this replica holds (`renew`).
+/// So is one whose row a write transaction of the old owner has locked
+/// (`fence`): the takeover is retried next round instead of waiting, so a
+/// frozen replica's open transaction cannot stall the keeper's round.
 pub async fn acquire<C: ConnectionTrait>(
     conn: &C,
     replica: &str,
@@ -84,21 +87,35 @@ pub async fn acquire<C: ConnectionTrait>(
 ) -> Result<Vec<Lease>, DbErr> {
     let mut taken = Vec::new();
     for chunk in account_ids.chunks(super::MAX_ROWS_PER_STATEMENT) {
+        let ids = chunk.to_vec();
         let mut sql = sql();
         sql.push(
-            "INSERT INTO account_leases (account_id, owner, epoch, acquired_at, expires_at) \
+            "WITH free AS (SELECT account_id FROM account_leases WHERE account_id = ANY(",
+        )
+        .bind(ids.clone())
+        .push(
+            ") AND expires_at <= now() FOR UPDATE SKIP LOCKED), \
+             taken AS (UPDATE account_leases l SET owner = ",
+        )
+        .bind(replica)
+        .push(
+            ", epoch = l.epoch + 1, acquired_at = now(), expires_at = now() + make_interval(secs => ",
+        )
+        .bind(lease_secs as f64)
+        .push(
+            ") FROM free WHERE l.account_id = free.account_id RETURNING l.account_id, l.epoch), \
+             fresh AS (INSERT INTO account_leases (account_id, owner, epoch, acquired_at, expires_at) \
              SELECT id, ",
         )
         .bind(replica)
         .push(", 1, now(), now() + make_interval(secs => ")
         .bind(lease_secs as f64)
         .push(") FROM unnest(")
-        .bind(chunk.to_vec())
+        .bind(ids)
         .push(
-            "::bigint[]) AS id ON CONFLICT (account_id) DO UPDATE SET owner = excluded.owner, \
-             epoch = account_leases.epoch + 1, acquired_at = excluded.acquired_at, \
-             expires_at = excluded.expires_at WHERE account_leases.expires_at <= now() \
-             RETURNING account_id, epoch",
+            "::bigint[]) AS id WHERE NOT EXISTS (SELECT 1 FROM account_leases e WHERE e.account_id = id) \
+             ON CONFLICT (account_id) DO NOTHING RETURNING account_id, epoch) \
+             SELECT account_id, epoch FROM taken UNION ALL SELECT account_id, epoch FROM fresh",
         );
         taken.extend(leases_of(conn, sql).await?);
     }
@@ -220,4 +237,80 @@ pub async fn claim_chore<C: ConnectionTrait>(
         .bind(now - every)
         .push(" RETURNING chore");
     Ok(!conn.query_all_raw(sql.build()).await?.is_empty())
+}
+
+/// A replica as `GET /api/v1/hostaway/cluster` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReplicaState {
+    pub replica_id: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// Seconds since the last heartbeat, by the database's clock.
+    pub heartbeat_age_secs: f64,
+    pub live: bool,
+}
+
+/// A lease as `GET /api/v1/hostaway/cluster` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeaseState {
+    pub account_id: i64,
+    pub owner: String,
+    pub epoch: i64,
+    pub acquired_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Seconds since this owner took it.
+    pub held_for_secs: f64,
+    /// Seconds until it lapses unless renewed (negative: lapsed).
+    pub expires_in_secs: f64,
+}
+
+/// Every replica that has a heartbeat row, by id.
+pub async fn replicas<C: ConnectionTrait>(
+    conn: &C,
+    lease_secs: u64,
+) -> Result<Vec<ReplicaState>, DbErr> {
+    let mut sql = sql();
+    sql.push(
+        "SELECT replica_id, started_at, heartbeat_at, \
+         extract(epoch FROM now() - heartbeat_at)::float8 FROM cluster_replicas ORDER BY replica_id",
+    );
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| {
+            let age: f64 = row.try_get_by_index(3)?;
+            Ok(ReplicaState {
+                replica_id: row.try_get_by_index(0)?,
+                started_at: row.try_get_by_index(1)?,
+                heartbeat_at: row.try_get_by_index(2)?,
+                heartbeat_age_secs: age,
+                live: age < lease_secs as f64,
+            })
+        })
+        .collect()
+}
+
+/// Every lease row, by account.
+pub async fn all_leases<C: ConnectionTrait>(conn: &C) -> Result<Vec<LeaseState>, DbErr> {
+    let mut sql = sql();
+    sql.push(
+        "SELECT account_id, owner, epoch, acquired_at, expires_at, \
+         extract(epoch FROM now() - acquired_at)::float8, \
+         extract(epoch FROM expires_at - now())::float8 FROM account_leases ORDER BY account_id",
+    );
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(LeaseState {
+                account_id: row.try_get_by_index(0)?,
+                owner: row.try_get_by_index(1)?,
+                epoch: row.try_get_by_index(2)?,
+                acquired_at: row.try_get_by_index(3)?,
+                expires_at: row.try_get_by_index(4)?,
+                held_for_secs: row.try_get_by_index(5)?,
+                expires_in_secs: row.try_get_by_index(6)?,
+            })
+        })
+        .collect()
 }

@@ -47,6 +47,16 @@ pub enum StoreError {
 /// missing and every pooled connection gets `search_path = <schema>`; on SQLite
 /// the file (and its directory) is created, in WAL mode.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
+    connect_with(settings, None).await
+}
+
+/// `connect`, and on PostgreSQL a session left idle inside a transaction for
+/// longer than `idle_in_transaction` is ended by the server (cluster mode:
+/// a frozen replica's open transaction holds no lock for long).
+pub async fn connect_with(
+    settings: &DatabaseSettings,
+    idle_in_transaction: Option<Duration>,
+) -> Result<DatabaseConnection, StoreError> {
     let url = settings.url.expose().to_string();
     let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
     let mut options = ConnectOptions::new(url.clone());
@@ -85,7 +95,14 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         ensure_pg_schema(&url, &settings.schema, timeout).await?;
         let schema = settings.schema.clone();
         // search_path as a startup parameter: no extra round trip per connection.
-        options.map_sqlx_postgres_opts(move |opts| opts.options([("search_path", schema.clone())]));
+        let idle = idle_in_transaction.map(|d| format!("{}ms", d.as_millis().max(1)));
+        options.map_sqlx_postgres_opts(move |opts| {
+            let opts = opts.options([("search_path", schema.clone())]);
+            match &idle {
+                Some(idle) => opts.options([("idle_in_transaction_session_timeout", idle.clone())]),
+                None => opts,
+            }
+        });
         options.map_sqlx_postgres_pool_opts(|pool| {
             pool.after_connect(|conn, _meta| Box::pin(nodelay::set_on(conn)))
         });

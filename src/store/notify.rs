@@ -17,6 +17,10 @@ pub enum Topic {
     Inbox,
     /// An account was created, changed or deleted: refresh the directory.
     Accounts,
+    /// A sync of an account was asked for on another replica: its owner
+    /// runs it (payload `id:full`, `id:incremental`, `:dry` appended for a
+    /// dry run).
+    Sync,
 }
 
 impl Topic {
@@ -24,6 +28,7 @@ impl Topic {
         match self {
             Topic::Inbox => "sh_inbox_",
             Topic::Accounts => "sh_accounts_",
+            Topic::Sync => "sh_sync_",
         }
     }
 
@@ -56,16 +61,35 @@ pub async fn notify<C: ConnectionTrait>(
     conn.execute_raw(sql.build()).await.map(|_| ())
 }
 
+/// Sends one notification on `channel` about `account_id`, with `detail`
+/// after a colon (`Notice::detail`).
+pub async fn notify_detail<C: ConnectionTrait>(
+    conn: &C,
+    channel: &str,
+    account_id: i64,
+    detail: &str,
+) -> Result<(), DbErr> {
+    let mut sql = Sql::new(DbBackend::Postgres);
+    sql.push("SELECT pg_notify(")
+        .bind(channel)
+        .push(", ")
+        .bind(format!("{account_id}:{detail}"))
+        .push(")");
+    conn.execute_raw(sql.build()).await.map(|_| ())
+}
+
 /// A dedicated connection listening on some channels.
 pub struct Listener {
     inner: PgListener,
 }
 
-/// One notification: its channel and the account it names.
+/// One notification: its channel, the account it names and what follows
+/// the account id after a colon, if anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub channel: String,
     pub account_id: i64,
+    pub detail: Option<String>,
 }
 
 impl Listener {
@@ -84,8 +108,8 @@ impl Listener {
         Ok(Listener { inner })
     }
 
-    /// The next notification; payloads that are not an account id are
-    /// skipped.
+    /// The next notification; payloads that do not start with an account
+    /// id are skipped.
     pub async fn next(&mut self) -> Result<Notice, DbErr> {
         loop {
             let notification = self
@@ -93,10 +117,15 @@ impl Listener {
                 .recv()
                 .await
                 .map_err(|e| DbErr::Custom(format!("LISTEN: {e}")))?;
-            if let Ok(account_id) = notification.payload().parse() {
+            let (id, detail) = match notification.payload().split_once(':') {
+                Some((id, detail)) => (id, Some(detail.to_string())),
+                None => (notification.payload(), None),
+            };
+            if let Ok(account_id) = id.parse() {
                 return Ok(Notice {
                     channel: notification.channel().to_string(),
                     account_id,
+                    detail,
                 });
             }
         }

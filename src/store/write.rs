@@ -15,6 +15,10 @@ pub enum BatchError {
     /// The database cannot be reached: every item fails alike, none is retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// This replica no longer owns an account the batch writes for (its
+    /// message starts with `FENCED`): nothing was written.
+    #[error("{0}")]
+    Fenced(String),
     #[error("commit panicked: {0}")]
     Panicked(String),
     #[error("the writer stopped before committing")]
@@ -22,8 +26,17 @@ pub enum BatchError {
 }
 
 impl BatchError {
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, BatchError::Fenced(_))
+    }
+
     /// The error of a failed database commit.
     pub fn from_db(err: &sea_orm::DbErr) -> Self {
+        if let sea_orm::DbErr::Custom(message) = err
+            && message.starts_with(FENCED)
+        {
+            return BatchError::Fenced(message.clone());
+        }
         if super::is_connection_error(err) {
             BatchError::Unavailable(err.to_string())
         } else {
@@ -32,8 +45,9 @@ impl BatchError {
     }
 }
 
-/// Runs `attempt` on all `items` together; if a statement was refused
-/// (not when the database is unreachable: then every item fails alike),
+/// Runs `attempt` on all `items` together; if a statement was refused or
+/// an item's fence failed (not when the database is unreachable: then
+/// every item fails alike),
 /// runs it on each item alone, so one bad item fails only itself. One
 /// result per item, in order. The one place a failed batch is split: the
 /// group commit of the writers and the inbox, and an account's batch of
@@ -50,7 +64,7 @@ where
     let count = items.len();
     match attempt(items).await {
         Ok(outputs) => outputs.into_iter().map(Ok).collect(),
-        Err((error @ BatchError::Database(_), items)) if count > 1 => {
+        Err((error @ (BatchError::Database(_) | BatchError::Fenced(_)), items)) if count > 1 => {
             tracing::warn!(batch = what, error = %error, items = count, "batch failed; retrying its items one by one");
             let mut results = Vec::with_capacity(count);
             for item in items {

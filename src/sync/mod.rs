@@ -50,6 +50,35 @@ pub struct SyncRequest {
     pub dry_run: bool,
 }
 
+impl SyncRequest {
+    /// How the request travels to the account's owner in a cluster
+    /// (`Topic::Sync`): `full` or `incremental`, `:dry` appended.
+    pub fn to_notice(&self) -> String {
+        let mode = match self.mode {
+            SyncMode::Full => "full",
+            SyncMode::Incremental => "incremental",
+        };
+        if self.dry_run {
+            format!("{mode}:dry")
+        } else {
+            mode.to_string()
+        }
+    }
+
+    pub fn from_notice(detail: &str) -> Option<SyncRequest> {
+        let (mode, dry_run) = match detail.strip_suffix(":dry") {
+            Some(mode) => (mode, true),
+            None => (detail, false),
+        };
+        let mode = match mode {
+            "full" => SyncMode::Full,
+            "incremental" => SyncMode::Incremental,
+            _ => return None,
+        };
+        Some(SyncRequest { mode, dry_run })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct EntityCounts {
     /// Objects read from Hostaway.
@@ -129,6 +158,8 @@ pub struct SyncContext<'a> {
     pub last_sync_at: Option<DateTime<Utc>>,
     /// `webhooks.max_future_skew_secs`, for the version rules.
     pub max_future_skew: chrono::Duration,
+    /// Cluster mode: the lease the run's writes are made under.
+    pub fence: Option<crate::store::write::Fence>,
 }
 
 /// What a run fetched, ready to be written.
@@ -328,7 +359,7 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
                 WriteItem {
                     op: changes,
                     settle: Vec::new(),
-                    fence: None,
+                    fence: ctx.fence.clone(),
                 },
                 parents.clone()
             ),
@@ -336,7 +367,7 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
                 WriteItem {
                     op: reservation_rows,
                     settle: Vec::new(),
-                    fence: None,
+                    fence: ctx.fence.clone(),
                 },
                 parents.clone()
             ),
@@ -344,7 +375,7 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
                 WriteItem {
                     op: merges,
                     settle: Vec::new(),
-                    fence: None,
+                    fence: ctx.fence.clone(),
                 },
                 parents
             ),

@@ -458,17 +458,25 @@ pub fn test_settings(base: &[(&str, &str)], overrides: &[(&str, &str)]) -> Setti
 /// Compares the mirror of `account_id` with the simulator's data: the same
 /// listings (live ones), reservations and message threads, payloads equal.
 pub async fn mirror_diff(app: &TestApp, account_id: i64) -> Option<String> {
+    mirror_diff_on(&app.db, app.sim(), account_id).await
+}
+
+/// `mirror_diff` for a mirror in `db` (a service run as processes).
+pub async fn mirror_diff_on(
+    db: &DatabaseConnection,
+    sim: &hostaway_sim::Simulator,
+    account_id: i64,
+) -> Option<String> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     use std::collections::BTreeMap;
-    let truth = app
-        .sim()
+    let truth = sim
         .state()
         .dataset(account_id)
         .expect("account in simulator");
     let listings: BTreeMap<i64, serde_json::Value> = entities::listing::Entity::find()
         .filter(entities::listing::Column::AccountId.eq(account_id))
         .filter(entities::listing::Column::DeletedAt.is_null())
-        .all(&app.db)
+        .all(db)
         .await
         .unwrap()
         .into_iter()
@@ -488,7 +496,7 @@ pub async fn mirror_diff(app: &TestApp, account_id: i64) -> Option<String> {
     }
     let reservations: BTreeMap<i64, serde_json::Value> = entities::reservation::Entity::find()
         .filter(entities::reservation::Column::AccountId.eq(account_id))
-        .all(&app.db)
+        .all(db)
         .await
         .unwrap()
         .into_iter()
@@ -513,7 +521,7 @@ pub async fn mirror_diff(app: &TestApp, account_id: i64) -> Option<String> {
     }
     let threads: BTreeMap<i64, serde_json::Value> = entities::message_thread::Entity::find()
         .filter(entities::message_thread::Column::AccountId.eq(account_id))
-        .all(&app.db)
+        .all(db)
         .await
         .unwrap()
         .into_iter()

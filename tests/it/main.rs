@@ -17,6 +17,7 @@ mod isolation;
 mod limits;
 mod process;
 mod registration;
+mod replicas;
 mod storage;
 mod sync;
 mod telemetry;

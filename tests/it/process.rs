@@ -12,7 +12,12 @@ use crate::helpers::{TestDb, config_dir, test_key};
 /// Starts the binary on `db` (test environment, any free port unless
 /// `SYNC_HOSTAWAY__SERVER__PORT` is in `env`) and waits until it listens.
 pub fn start(db: &TestDb, env: &[(&str, &str)]) -> ServiceProcess {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_sync-hostaway"));
+    start_binary(env!("CARGO_BIN_EXE_sync-hostaway").as_ref(), db, env)
+}
+
+/// `start` with another build of the binary (the release one).
+pub fn start_binary(binary: &std::path::Path, db: &TestDb, env: &[(&str, &str)]) -> ServiceProcess {
+    let mut command = Command::new(binary);
     command
         .arg("--config-dir")
         .arg(config_dir())

@@ -21,7 +21,7 @@ use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::{self, Owner};
 use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
-use crate::store::write::{BatchError, all_or_each};
+use crate::store::write::{BatchError, FENCED, Fence, all_or_each, check_fences};
 use crate::sync::MirrorWriter;
 
 /// Outcome of applying one batch of rows.
@@ -31,6 +31,11 @@ pub(super) struct Applied {
     pub failed: Vec<(i64, i32, Option<DateTime<Utc>>)>,
     /// A handler panicked: restart after recording the failure.
     pub panicked: bool,
+    /// Cluster mode: this replica lost the account's lease. The rows it
+    /// could not write stay pending, untouched, for the new owner.
+    pub fenced: Vec<i64>,
+    /// Why (the fence's refusal), when `fenced` is not empty.
+    pub fenced_by: Option<String>,
 }
 
 /// Decodes and applies a batch of rows through the writers; records failures.
@@ -47,7 +52,10 @@ pub(super) async fn apply_rows(
         done: Vec::new(),
         failed: Vec::new(),
         panicked: false,
+        fenced: Vec::new(),
+        fenced_by: None,
     };
+    let fence = core.fence(owner.account_id);
     let faults = &core.settings.faults;
     let mut reservations: Vec<(InboxRow, rows::ReservationRow, Span)> = Vec::new();
     let mut threads: Vec<(InboxRow, Vec<rows::ThreadMerge>, Span)> = Vec::new();
@@ -140,12 +148,13 @@ pub(super) async fn apply_rows(
     }
 
     let (r, t, l) = futures::join!(
-        write_group(&reservations, |items, parents| {
+        write_group(&reservations, &fence, |items, parents| {
             let writers = writers.clone();
             async move { writers.write_reservations(items, parents).await }
         }),
         write_group(
             &threads,
+            &fence,
             |items: WriteItem<Vec<Vec<rows::ThreadMerge>>>, parents| {
                 let writers = writers.clone();
                 async move {
@@ -158,7 +167,7 @@ pub(super) async fn apply_rows(
                 }
             }
         ),
-        write_group(&listings, |items, parents| {
+        write_group(&listings, &fence, |items, parents| {
             let writers = writers.clone();
             async move { writers.write_listings(items, parents).await }
         }),
@@ -169,6 +178,11 @@ pub(super) async fn apply_rows(
     }
 
     for (row, error) in failures {
+        if error.starts_with(FENCED) {
+            applied.fenced.push(row.id);
+            applied.fenced_by.get_or_insert(error);
+            continue;
+        }
         let attempts = row.attempts + 1;
         let max = core.settings.webhooks.max_attempts.get() as i32;
         let retry_at = (attempts < max).then(|| Utc::now() + backoff(&core, attempts));
@@ -182,8 +196,12 @@ pub(super) async fn apply_rows(
         } else {
             tracing::warn!(account_id = row.account_id, inbox_id = row.id, event = %row.event_type, attempts, error = %error, "event failed; will retry");
         }
-        match inbox::record_failure(&core.db, row.id, attempts, &error, retry_at).await {
+        match record_failure(&core, fence.as_ref(), &row, attempts, &error, retry_at).await {
             Ok(()) => applied.failed.push((row.id, attempts, retry_at)),
+            Err(err) if BatchError::from_db(&err).is_fenced() => {
+                applied.fenced.push(row.id);
+                applied.fenced_by.get_or_insert(err.to_string());
+            }
             // Not recorded: leave it pending and try again shortly.
             Err(err) => {
                 tracing::warn!(inbox_id = row.id, error = %err, "could not record the failure");
@@ -198,10 +216,31 @@ pub(super) async fn apply_rows(
     applied
 }
 
+/// Records a failed attempt at `row`; in cluster mode under the account's
+/// fence, so a replica that lost the account cannot dead-letter a row its
+/// new owner is applying.
+async fn record_failure(
+    core: &Core,
+    fence: Option<&Fence>,
+    row: &InboxRow,
+    attempts: i32,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+) -> Result<(), sea_orm::DbErr> {
+    let Some(fence) = fence else {
+        return inbox::record_failure(&core.db, row.id, attempts, error, retry_at).await;
+    };
+    let tx = crate::store::begin_write(&core.db).await?;
+    check_fences(&tx, std::iter::once(fence)).await?;
+    inbox::record_failure(&tx, row.id, attempts, error, retry_at).await?;
+    tx.commit().await
+}
+
 /// Writes one kind of change for a batch of rows as one request; if it is
 /// refused, each row alone (`all_or_each`), so only the bad rows fail.
 async fn write_group<Op, F, Fut>(
     group: &[(InboxRow, Op, Span)],
+    fence: &Option<Fence>,
     write: F,
 ) -> (Vec<i64>, Vec<(InboxRow, String)>)
 where
@@ -214,10 +253,8 @@ where
     }
     // Batches are built over indices into `group`: nothing is cloned but
     // what each request carries.
-    // One process owns every account until cluster mode passes the
-    // account's lease here.
     let item = |picked: &[usize]| WriteItem {
-        fence: None,
+        fence: fence.clone(),
         op: picked.iter().map(|&i| group[i].1.clone()).collect(),
         settle: picked
             .iter()

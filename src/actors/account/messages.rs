@@ -15,6 +15,15 @@ use crate::sync::{SyncError, SyncReport, SyncRequest};
 #[rtype(result = "()")]
 pub struct Wake;
 
+/// Rows may have been stored that no doorbell announced (another replica
+/// took them in): read the inbox past what this actor has seen, or from
+/// `from` on (rows another replica put back to pending).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Scan {
+    pub from: Option<i64>,
+}
+
 /// Dead letters put back to pending: reload them from the inbox.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -49,6 +58,19 @@ impl Handler<Traced<Wake>> for AccountActor {
 
     fn handle(&mut self, _msg: Traced<Wake>, ctx: &mut Context<Self>) {
         self.queue.take_new(self.doorbell.take());
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Scan> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Scan, ctx: &mut Context<Self>) {
+        match msg.from {
+            Some(id) => self.queue.leave_to_scan(id),
+            None => self.queue.scan_new(),
+        }
+        self.needs_load = true;
         self.drive(ctx);
     }
 }

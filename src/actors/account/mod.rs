@@ -29,7 +29,7 @@ mod messages;
 mod queue;
 mod syncing;
 
-pub use self::messages::{Drain, Reload, Requeue, Resume, RunSync, Wake};
+pub use self::messages::{Drain, Reload, Requeue, Resume, RunSync, Scan, Wake};
 
 use self::apply::apply_rows;
 use self::queue::{InboxQueue, Limits, ScanFrom};
@@ -44,6 +44,7 @@ use crate::store::accounts;
 use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::Owner;
 use crate::sync::{self, SyncError, SyncReport, SyncRequest};
+use entities::account::SyncState;
 
 struct PendingSync {
     request: SyncRequest,
@@ -108,6 +109,9 @@ pub struct AccountActor {
     /// The half-open retry of a degraded account is scheduled.
     degraded_retry: Option<SpawnHandle>,
     drained: Vec<oneshot::Sender<()>>,
+    /// The account's first load looked for a sync its previous owner left
+    /// unfinished (cluster mode).
+    took_over: bool,
 }
 
 impl AccountActor {
@@ -150,6 +154,7 @@ impl AccountActor {
             health: Health::Healthy,
             degraded_retry: None,
             drained: Vec::new(),
+            took_over: false,
         }
     }
 
@@ -275,6 +280,7 @@ impl AccountActor {
                                 if let Err(err) = act.adopt(&row) {
                                     tracing::error!(account_id = act.account_id, error = %err, "cannot read the account's secret");
                                 }
+                                act.take_over_sync(&row, ctx);
                             }
                             _ => {
                                 tracing::info!(account_id = act.account_id, "account gone or inactive; stopping its actor");
@@ -297,6 +303,39 @@ impl AccountActor {
                 }
             }
         }));
+    }
+
+    /// Cluster mode, when this replica starts acting for the account: a
+    /// sync left `syncing` was interrupted by its previous owner (it died
+    /// or lost the lease), and a first sync may never have started (the
+    /// account was created on another replica): run it here.
+    fn take_over_sync(&mut self, row: &entities::account::Model, ctx: &mut Context<Self>) {
+        if self.took_over || self.core.cluster.is_none() {
+            return;
+        }
+        self.took_over = true;
+        let never_synced = row.last_sync_at.is_none();
+        let first_sync_due = never_synced
+            && row.sync_state == SyncState::Idle
+            && self.core.settings.sync.sync_on_create;
+        if row.sync_state != SyncState::Syncing && !first_sync_due {
+            return;
+        }
+        tracing::info!(
+            account_id = self.account_id,
+            interrupted = row.sync_state == SyncState::Syncing,
+            "running a sync this account's previous owner did not finish"
+        );
+        let mode = if never_synced {
+            sync::SyncMode::Full
+        } else {
+            sync::SyncMode::Incremental
+        };
+        let request = SyncRequest {
+            mode,
+            dry_run: false,
+        };
+        ctx.notify(super::traced::TraceExt::traced(RunSync { request }));
     }
 
     /// Takes the account's credentials and settings from its stored row.
@@ -341,6 +380,15 @@ impl AccountActor {
                             Some(at) => act.queue.defer(id, attempts, at),
                             None => act.queue.release(id),
                         }
+                    }
+                    if !applied.fenced.is_empty() {
+                        // The lease moved on: the rows are the new owner's.
+                        // Forget what is held and wait; the keeper stops
+                        // this actor, or it resumes under a new lease.
+                        tracing::warn!(account_id = act.account_id, rows = applied.fenced.len(), error = applied.fenced_by.as_deref().unwrap_or_default(), "this replica no longer owns the account; its writes were refused");
+                        act.queue.reset();
+                        act.rescan_all();
+                        act.resume_at = Some(tokio::time::Instant::now() + Duration::from_secs(1));
                     }
                     if applied.panicked {
                         tracing::error!(account_id = act.account_id, "an event handler panicked; restarting the account actor");

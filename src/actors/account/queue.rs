@@ -150,6 +150,11 @@ impl InboxQueue {
         }
     }
 
+    /// Rows past the newest seen are read from the inbox by a later scan.
+    pub fn scan_new(&mut self) {
+        self.leave_to_scan(self.watermark + 1);
+    }
+
     /// Scan from the first pending row (start, restart, half-open retry).
     pub fn rescan_all(&mut self) {
         self.more_in_db = true;

@@ -236,5 +236,6 @@ fn sync_context<'a>(
         metrics: &core.metrics,
         last_sync_at,
         max_future_skew: core.settings.webhooks.max_future_skew(),
+        fence: core.fence(owner.account_id),
     }
 }
