@@ -25,6 +25,10 @@ fn cluster_env(port: &str, name: &str) -> Vec<(String, String)> {
         ("SYNC_HOSTAWAY__CLUSTER__REPLICA_ID", name),
         ("SYNC_HOSTAWAY__CLUSTER__LEASE_SECS", "10"),
         ("SYNC_HOSTAWAY__CLUSTER__HEARTBEAT_SECS", "2"),
+        // Three replicas share two cores: one HTTP worker and one account
+        // thread each (docs/operations.md, sizing).
+        ("SYNC_HOSTAWAY__SERVER__WORKERS", "1"),
+        ("SYNC_HOSTAWAY__ACTORS__ACCOUNT_ARBITERS", "1"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -78,6 +82,42 @@ async fn wait_ready(http: &reqwest::Client, services: &[&Service]) {
     }
 }
 
+/// Database operations per acknowledged event, by operation, summed over
+/// `services` (their `/metrics`), e.g. `inbox_append 0.12`.
+async fn db_operations(http: &reqwest::Client, services: &[&Service], acked: u64) -> String {
+    let mut counts: std::collections::BTreeMap<String, f64> = Default::default();
+    for service in services {
+        let text = match http.get(service.url("/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => continue,
+        };
+        for line in text.lines() {
+            let Some(rest) =
+                line.strip_prefix("sync_hostaway_db_operation_duration_seconds_count{")
+            else {
+                continue;
+            };
+            let operation = rest
+                .split("operation=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?");
+            let value: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            *counts.entry(operation.to_string()).or_default() += value;
+        }
+    }
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(op, n)| format!("{op} {:.2}", n / acked.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn rate(load: &Load) -> f64 {
     load.acked as f64 / load.elapsed.as_secs_f64()
 }
@@ -116,6 +156,8 @@ fn main() {
         load(&Target::of(&single), clients, Duration::from_secs(2), None, 1).await;
         println!("one replica, direct: {clients} clients for {seconds} s");
         let direct = load(&Target::of(&single), clients, duration, None, 10_000_000).await;
+        let single_ops = db_operations(&http, &[&single], direct.acked).await;
+        println!("database operations per event: {single_ops}");
         println!("one replica behind HAProxy");
         let behind = load(
             &Target {
@@ -163,6 +205,8 @@ fn main() {
         load(&target, clients, Duration::from_secs(2), None, 1).await;
         println!("three replicas behind HAProxy");
         let three = load(&target, clients, duration, None, 30_000_000).await;
+        let three_ops = db_operations(&http, &refs, three.acked).await;
+        println!("database operations per event: {three_ops}");
         let start_backlog = Instant::now();
         while pending(&conn).await > 0 && start_backlog.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -192,31 +236,54 @@ fn main() {
             assert!(killed.elapsed() < Duration::from_secs(60), "no takeover");
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let steady = steady.await.expect("steady load");
-        let drained_from = Instant::now();
-        while pending(&conn).await > 0 && drained_from.elapsed() < Duration::from_secs(120) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // Everything stored until the takeover (the dead replica's backlog
+        // included) applied, while the load goes on.
+        let taken_at = chrono::Utc::now();
+        loop {
+            let stmt = sea_orm::Statement::from_sql_and_values(
+                conn.get_database_backend(),
+                "SELECT count(*) FROM webhook_events WHERE status = 'pending' AND received_at < $1",
+                [taken_at.into()],
+            );
+            let left: i64 = conn
+                .query_one_raw(stmt)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|r| r.try_get_by_index(0).ok())
+                .unwrap_or(-1);
+            if left == 0 || killed.elapsed() > Duration::from_secs(120) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let caught_up = killed.elapsed();
+        let steady = steady.await.expect("steady load");
+        while pending(&conn).await > 0 && killed.elapsed() < Duration::from_secs(180) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         drop(proxy);
         drop(replicas);
         db.cleanup().await;
 
         let ratio = rate(&three) / rate(&direct);
+        let ratio_proxied = rate(&three) / rate(&behind);
         format!(
             "## Several replicas\n\n{}.\nCommand: `cargo bench --bench cluster -- --write-docs` (PostgreSQL, \
              HAProxy {}). {clients} keep-alive clients, distinct `reservation.updated` events over \
              {ACCOUNTS} accounts, {seconds} s each, all in one run on one PostgreSQL server; the \
-             load generator, HAProxy, every replica and PostgreSQL share the machine's cores.\n\n\
+             load generator, HAProxy, every replica and PostgreSQL share the machine's cores (the \
+             three replicas run with `server.workers = 1` and `actors.account_arbiters = 1` each).\n\n\
              | Setup | acked/s | ack p50 / p99 | errors |\n|---|---|---|---|\n{}{}{}\n\
-             Three replicas deliver **{ratio:.2} ×** the single replica's acknowledged rate \
-             (leases per replica after settling: {shares:?}). On one 2-core machine a second and \
-             third replica add no CPU, only coordination (heartbeats, one NOTIFY per inbox batch \
-             holding another replica's accounts, the fence query in every write) and HAProxy's hop; \
-             the ratio says how little that costs. PostgreSQL's commit rate stays the shared ceiling.\n\n\
+             Three replicas deliver **{ratio:.2} ×** the single replica's acknowledged rate posted to \
+             directly, **{ratio_proxied:.2} ×** the single replica behind the same HAProxy \
+             (leases per replica after settling: {shares:?}).\n\n\
+             Database operations per acknowledged event (from `/metrics`): one replica \
+             {single_ops}; three replicas {three_ops}.\n\n\
              Failover (`lease_secs` = {LEASE_SECS}, `heartbeat_secs` = 2), one of three replicas \
              killed with SIGKILL under a steady 300 events/s: its accounts were held by the others \
-             {:.1} s later, and every acknowledged event was applied {:.1} s after the kill; \
+             {:.1} s later, and everything stored until then (its backlog included) was applied \
+             {:.1} s after the kill; \
              the sender saw {} errors of {} (HAProxy retried on the live replicas).\n",
             common::machine(),
             haproxy_version(),

@@ -77,7 +77,7 @@ impl Core {
         let cluster_db = match settings.cluster.enabled {
             true => {
                 let mut own = settings.database.clone();
-                own.max_connections = std::num::NonZeroU32::new(2).expect("2 > 0");
+                own.max_connections = std::num::NonZeroU32::new(3).expect("3 > 0");
                 Some(store::connect_with(&own, idle_in_transaction).await?)
             }
             false => None,
@@ -306,9 +306,13 @@ pub struct ClusterMember {
     pub options: ClusterOptions,
     pub replica: Arc<str>,
     pub ownership: Arc<Ownership>,
-    /// The keeper's and the listener's own small pool.
+    /// The keeper's, the listener's and the announcer's own small pool.
     pub db: DatabaseConnection,
     channels: [String; 3],
+    /// Accounts whose owners are to hear of new inbox rows (at most one
+    /// entry per account: bounded by the directory).
+    unannounced: std::sync::Mutex<std::collections::BTreeSet<i64>>,
+    announce: tokio::sync::Notify,
 }
 
 impl ClusterMember {
@@ -318,6 +322,8 @@ impl ClusterMember {
             options,
             ownership: Arc::default(),
             db,
+            unannounced: Default::default(),
+            announce: tokio::sync::Notify::new(),
             channels: [Topic::Inbox, Topic::Accounts, Topic::Sync].map(|t| t.channel(schema)),
         }
     }
@@ -333,6 +339,46 @@ impl ClusterMember {
 
     pub fn channels(&self) -> &[String] {
         &self.channels
+    }
+
+    /// Queues an inbox wake-up for the owners of `account_ids` (their rows
+    /// are committed). `announce_loop` sends them, many per statement.
+    pub fn announce_inbox(&self, account_ids: impl IntoIterator<Item = i64>) {
+        let mut queued = self
+            .unannounced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = queued.len();
+        queued.extend(account_ids);
+        if queued.len() > before {
+            self.announce.notify_one();
+        }
+    }
+
+    /// Sends the queued inbox wake-ups, one statement (one small
+    /// transaction) for all accounts queued while the previous one ran:
+    /// NOTIFY serialises committing transactions server-wide, so it stays
+    /// out of the inbox's own commits. Runs until the task is dropped.
+    pub async fn announce_loop(&self) {
+        loop {
+            self.announce.notified().await;
+            let ids: Vec<i64> = std::mem::take(
+                &mut *self
+                    .unannounced
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .into_iter()
+            .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let channel = self.channel(Topic::Inbox);
+            if let Err(err) = store::notify::notify(&self.db, channel, &ids).await {
+                // The owners' periodic catch-up finds the rows.
+                tracing::warn!(error = %err, accounts = ids.len(), "could not wake the other replicas");
+            }
+        }
     }
 
     /// The token a write for `account_id` carries: the lease held, or

@@ -26,7 +26,7 @@ pub struct InboxJob {
     /// `faults.fail_inbox_event_types` (fault suite only).
     poison: Arc<Vec<String>>,
     /// In a cluster: the owners of accounts this replica does not own are
-    /// notified in the append's transaction.
+    /// woken once the append committed.
     cluster: Option<Arc<ClusterMember>>,
 }
 
@@ -136,23 +136,20 @@ async fn append(
 ) -> Result<Vec<Appended>, sea_orm::DbErr> {
     let tx = begin_write(db).await?;
     let results = inbox::append(&tx, events).await?;
-    if let Some(member) = cluster {
-        // Delivered when (and only if) the rows commit.
-        let mut others: Vec<i64> = events
-            .iter()
-            .zip(&results)
-            .filter(|(event, result)| {
-                matches!(result, Appended::Stored(_))
-                    && event.status == EventStatus::Pending
-                    && member.ownership.epoch(event.account_id).is_none()
-            })
-            .map(|(event, _)| event.account_id)
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        let channel = member.channel(crate::store::notify::Topic::Inbox);
-        crate::store::notify::notify(&tx, channel, &others).await?;
-    }
     tx.commit().await?;
+    if let Some(member) = cluster {
+        // Committed: the owners may read the rows now.
+        member.announce_inbox(
+            events
+                .iter()
+                .zip(&results)
+                .filter(|(event, result)| {
+                    matches!(result, Appended::Stored(_))
+                        && event.status == EventStatus::Pending
+                        && member.ownership.epoch(event.account_id).is_none()
+                })
+                .map(|(event, _)| event.account_id),
+        );
+    }
     Ok(results)
 }

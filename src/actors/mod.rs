@@ -49,8 +49,8 @@ pub struct ActorSystem {
     pub scheduler: Addr<Scheduler>,
     /// Cluster mode: this replica's leases.
     pub keeper: Option<Addr<LeaseKeeper>>,
-    /// Cluster mode: the task listening for the other replicas.
-    listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Cluster mode: the tasks listening for and waking the other replicas.
+    listener: std::sync::Mutex<Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)>>,
     arbiters: Vec<Arbiter>,
 }
 
@@ -98,10 +98,11 @@ impl ActorSystem {
             let (core, router) = (core.clone(), router.clone());
             Supervisor::start(move |_| Scheduler::new(core, router, with_scheduler))
         };
-        let listener = core
-            .cluster
-            .as_ref()
-            .map(|_| cluster::listen(core.clone(), router.clone()));
+        let listener = core.cluster.as_ref().map(|member| {
+            let member = member.clone();
+            let announcer = actix::spawn(async move { member.announce_loop().await });
+            (cluster::listen(core.clone(), router.clone()), announcer)
+        });
         let keeper = core.cluster.as_ref().map(|member| {
             let directory = core.clone();
             LeaseKeeper::new(
@@ -157,9 +158,11 @@ impl ActorSystem {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(listener) = listener {
-            listener.abort();
-            let _ = listener.await;
+        if let Some(tasks) = listener {
+            for task in [tasks.0, tasks.1] {
+                task.abort();
+                let _ = task.await;
+            }
         }
         for arbiter in &self.arbiters {
             arbiter.stop();

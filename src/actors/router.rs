@@ -12,7 +12,7 @@ use actix::{
     ResponseActFuture, ResponseFuture, Supervised, Supervisor, WrapFuture,
 };
 
-use super::account::{AccountActor, Drain, Reload, Requeue, Resume, RunSync, Scan, Wake};
+use super::account::{AccountActor, Drain, Fetched, Reload, Requeue, Resume, RunSync, Scan, Wake};
 use super::cluster::OwnershipChanged;
 use super::doorbell::{Doorbell, QueueBudget};
 use super::registrar::EnsureWebhook;
@@ -93,7 +93,30 @@ pub struct AccountRouter {
     /// What every account's queue and doorbell may hold together.
     budget: Arc<QueueBudget>,
     shutting_down: bool,
+    /// Cluster mode: rows other replicas stored for owned accounts.
+    fetch: RemoteFetch,
 }
+
+/// Cluster mode: owned accounts the other replicas stored rows for are
+/// fetched together, one statement for many accounts (not a scan each), and
+/// their rows handed to the actors. At most one fetch runs, and one
+/// delivery per account is in flight, so what waits in mailboxes is
+/// bounded by `FETCH_PER_ACCOUNT` rows per account.
+#[derive(Default)]
+struct RemoteFetch {
+    /// Accounts announced and not fetched yet.
+    due: std::collections::BTreeSet<i64>,
+    /// Per account, the highest id fetched.
+    cursor: HashMap<i64, i64>,
+    /// Accounts whose last delivery the actor has not taken yet.
+    delivering: std::collections::HashSet<i64>,
+    running: bool,
+}
+
+/// Rows of one account per fetch; more are fetched by the next one.
+const FETCH_PER_ACCOUNT: u64 = 64;
+/// Accounts per fetch statement.
+const FETCH_ACCOUNTS: usize = 200;
 
 impl AccountRouter {
     pub fn new(
@@ -114,6 +137,7 @@ impl AccountRouter {
             accounts: HashMap::new(),
             budget,
             shutting_down: false,
+            fetch: RemoteFetch::default(),
         }
     }
 
@@ -192,11 +216,17 @@ impl AccountRouter {
 
 impl AccountRouter {
     /// Cluster mode's fallback for lost notifications, every heartbeat: the
-    /// owned accounts with pending rows scan their inbox, and every
+    /// owned accounts whose pending rows have waited longer than two
+    /// heartbeats scan their inbox from the first of them, and every
     /// `DIRECTORY_EVERY` rounds the directory is read again.
     fn catch_up(&mut self, ctx: &mut Context<Self>, round: u64) {
         let core = self.core.clone();
         let reload = round.is_multiple_of(DIRECTORY_EVERY);
+        let heartbeat = core
+            .cluster
+            .as_ref()
+            .map_or(1, |m| m.options.heartbeat_secs);
+        let before = chrono::Utc::now() - chrono::Duration::seconds(2 * heartbeat as i64);
         ctx.spawn(
             async move {
                 if reload {
@@ -207,10 +237,10 @@ impl AccountRouter {
                         }
                     }
                 }
-                inbox::accounts_with_pending(&core.db).await
+                inbox::waiting_since(&core.db, before).await
             }
             .into_actor(self)
-            .map(move |pending, act, _ctx| {
+            .map(move |waiting, act, _ctx| {
                 if reload {
                     let gone: Vec<i64> = act
                         .accounts
@@ -224,29 +254,102 @@ impl AccountRouter {
                         }
                     }
                 }
-                match pending {
-                    Ok(ids) => {
-                        for id in ids {
-                            act.scan(id);
+                match waiting {
+                    Ok(waiting) => {
+                        for (id, first) in waiting {
+                            if let Some(addr) = act.actor(id) {
+                                addr.do_send(Scan { from: Some(first) });
+                            }
                         }
                     }
                     Err(err) => {
-                        tracing::warn!(error = %err, "could not list accounts with pending events")
+                        tracing::warn!(error = %err, "could not list accounts with waiting events")
                     }
                 }
             }),
         );
     }
 
-    /// The owned account's actor reads its inbox past what it has seen.
-    fn scan(&mut self, account_id: i64) {
-        let running = self.accounts.get(&account_id).map(|(a, _)| a.clone());
-        match running {
-            Some(addr) if addr.connected() => addr.do_send(Scan { from: None }),
-            // Starting it scans its inbox.
-            _ => {
-                self.actor(account_id);
+    /// Another replica stored rows for `account_id`: fetch them soon.
+    fn announced(&mut self, ctx: &mut Context<Self>, account_id: i64) {
+        self.fetch.due.insert(account_id);
+        self.fetch_due(ctx);
+    }
+
+    /// Fetches the rows of the announced accounts (one statement) and hands
+    /// them to their actors; runs again while accounts are due.
+    fn fetch_due(&mut self, ctx: &mut Context<Self>) {
+        if self.fetch.running || self.shutting_down {
+            return;
+        }
+        let picked: Vec<i64> = self
+            .fetch
+            .due
+            .iter()
+            .copied()
+            .filter(|id| !self.fetch.delivering.contains(id))
+            .take(FETCH_ACCOUNTS)
+            .collect();
+        if picked.is_empty() {
+            return;
+        }
+        let mut cursors = Vec::with_capacity(picked.len());
+        for id in picked {
+            self.fetch.due.remove(&id);
+            if self.core.owns(id) {
+                cursors.push((id, self.fetch.cursor.get(&id).copied().unwrap_or(0)));
+            } else {
+                self.fetch.cursor.remove(&id);
             }
+        }
+        if cursors.is_empty() {
+            return;
+        }
+        self.fetch.running = true;
+        let db = self.core.db.clone();
+        let asked = cursors.clone();
+        ctx.spawn(
+            async move { inbox::pending_after(&db, &cursors, FETCH_PER_ACCOUNT).await }
+                .into_actor(self)
+                .map(move |fetched, act, ctx| {
+                    act.fetch.running = false;
+                    match fetched {
+                        Ok(rows) => act.deliver_fetched(ctx, rows),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not fetch rows other replicas stored; retrying");
+                            act.fetch.due.extend(asked.iter().map(|(id, _)| *id));
+                            ctx.run_later(Duration::from_millis(200), |act, ctx| act.fetch_due(ctx));
+                            return;
+                        }
+                    }
+                    act.fetch_due(ctx);
+                }),
+        );
+    }
+
+    fn deliver_fetched(&mut self, ctx: &mut Context<Self>, rows: Vec<InboxRow>) {
+        let mut by_account: HashMap<i64, Vec<InboxRow>> = HashMap::new();
+        for row in rows {
+            by_account.entry(row.account_id).or_default().push(row);
+        }
+        for (account_id, rows) in by_account {
+            if rows.len() as u64 >= FETCH_PER_ACCOUNT {
+                self.fetch.due.insert(account_id);
+            }
+            let last = rows.last().map_or(0, |r| r.id);
+            let cursor = self.fetch.cursor.entry(account_id).or_default();
+            *cursor = (*cursor).max(last);
+            let Some(addr) = self.actor(account_id) else {
+                continue;
+            };
+            self.fetch.delivering.insert(account_id);
+            let taken = addr.send(Fetched { rows });
+            ctx.spawn(taken.into_actor(self).map(move |_, act, ctx| {
+                act.fetch.delivering.remove(&account_id);
+                if act.fetch.due.contains(&account_id) {
+                    act.fetch_due(ctx);
+                }
+            }));
         }
     }
 
@@ -520,6 +623,7 @@ impl Handler<OwnershipChanged> for AccountRouter {
             || (),
             || {
                 for account_id in msg.lost {
+                    self.fetch.cursor.remove(&account_id);
                     if let Some(drain) = self.stop(account_id) {
                         actix::spawn(drain);
                     }
@@ -564,7 +668,7 @@ impl Handler<Notified> for AccountRouter {
                         addr.do_send(Scan { from: Some(from) });
                     }
                 }
-                None => self.scan(account_id),
+                None => self.announced(ctx, account_id),
             }
         } else if notice.channel == member.channel(Topic::Sync) {
             let Some(request) = notice.detail.as_deref().and_then(SyncRequest::from_notice) else {

@@ -279,6 +279,57 @@ pub async fn pending_for_account<C: ConnectionTrait>(
         .collect()
 }
 
+/// Cluster mode: the pending rows of several accounts past a cursor each,
+/// at most `per_account` rows of each, in one statement (PostgreSQL).
+pub async fn pending_after<C: ConnectionTrait>(
+    conn: &C,
+    cursors: &[(i64, i64)],
+    per_account: u64,
+) -> Result<Vec<InboxRow>, DbErr> {
+    if cursors.is_empty() {
+        return Ok(Vec::new());
+    }
+    let columns: String = ROW_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT r.* FROM unnest(")
+        .bind(cursors.iter().map(|c| c.0).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .bind(cursors.iter().map(|c| c.1).collect::<Vec<_>>())
+        .push(&format!(
+            "::bigint[]) AS c(account_id, after_id) CROSS JOIN LATERAL (SELECT {columns} \
+             FROM webhook_events e WHERE e.account_id = c.account_id AND e.status = 'pending' \
+             AND e.id > c.after_id ORDER BY e.id LIMIT "
+        ))
+        .bind(per_account as i64)
+        .push(") r ORDER BY r.id");
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(inbox_row)
+        .collect()
+}
+
+/// Per account, the first pending row received before `before` (rows that
+/// have waited: cluster mode's catch-up scans from there).
+pub async fn waiting_since<C: ConnectionTrait>(
+    conn: &C,
+    before: DateTime<Utc>,
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT account_id, min(id) FROM webhook_events WHERE status = 'pending' AND received_at < ")
+        .bind(before)
+        .push(" GROUP BY account_id ORDER BY account_id");
+    conn.query_all_raw(sql.build())
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
 /// Pending rows by id (for re-queued events).
 pub async fn rows_by_id<C: ConnectionTrait>(conn: &C, ids: &[i64]) -> Result<Vec<InboxRow>, DbErr> {
     if ids.is_empty() {

@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 
 use super::{AccountActor, Health, PendingSync};
 use crate::actors::traced::Traced;
-use crate::store::inbox;
+use crate::store::inbox::{self, InboxRow};
 use crate::sync::{SyncError, SyncReport, SyncRequest};
 
 /// New inbox rows wait at the doorbell (sent after they are committed; at
@@ -22,6 +22,14 @@ pub struct Wake;
 #[rtype(result = "()")]
 pub struct Scan {
     pub from: Option<i64>,
+}
+
+/// Pending rows another replica stored, fetched for this account by the
+/// router (cluster mode).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Fetched {
+    pub rows: Vec<InboxRow>,
 }
 
 /// Dead letters put back to pending: reload them from the inbox.
@@ -71,6 +79,15 @@ impl Handler<Scan> for AccountActor {
             None => self.queue.scan_new(),
         }
         self.needs_load = true;
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Fetched> for AccountActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Fetched, ctx: &mut Context<Self>) {
+        self.queue.take_fetched(msg.rows);
         self.drive(ctx);
     }
 }

@@ -29,7 +29,7 @@ mod messages;
 mod queue;
 mod syncing;
 
-pub use self::messages::{Drain, Reload, Requeue, Resume, RunSync, Scan, Wake};
+pub use self::messages::{Drain, Fetched, Reload, Requeue, Resume, RunSync, Scan, Wake};
 
 use self::apply::apply_rows;
 use self::queue::{InboxQueue, Limits, ScanFrom};

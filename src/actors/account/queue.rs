@@ -63,7 +63,13 @@ pub struct InboxQueue {
     /// The last scan added nothing (the queue is full of rows waiting for a
     /// retry): no scan until something leaves the queue or a retry is due.
     stalled: bool,
+    /// The ids released last (at most `REMEMBERED_RELEASES`): a row another
+    /// replica stored can be read twice (a fetch and a scan), and one already
+    /// applied must not be taken again.
+    released: std::collections::VecDeque<i64>,
 }
+
+const REMEMBERED_RELEASES: usize = 256;
 
 impl InboxQueue {
     /// An empty queue whose first scan reads from the first pending row.
@@ -80,6 +86,7 @@ impl InboxQueue {
             scanning: false,
             left_while_scanning: None,
             stalled: false,
+            released: std::collections::VecDeque::new(),
         }
     }
 
@@ -177,6 +184,21 @@ impl InboxQueue {
         if let Some(row) = self.rows.remove(&id) {
             self.give_back(row.size);
             self.stalled = false;
+        }
+        if self.released.len() == REMEMBERED_RELEASES {
+            self.released.pop_front();
+        }
+        self.released.push_back(id);
+    }
+
+    /// Rows another replica stored, read from the inbox (cluster mode):
+    /// held unless held already or just released, whatever the watermark
+    /// (ids are not committed in order across replicas).
+    pub fn take_fetched(&mut self, rows: Vec<InboxRow>) {
+        for row in rows {
+            if !self.released.contains(&row.id) {
+                self.hold(row);
+            }
         }
     }
 
