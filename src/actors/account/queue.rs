@@ -352,6 +352,21 @@ mod tests {
     }
 
     #[test]
+    fn fetched_rows_below_the_watermark_are_held_unless_just_released() {
+        let (mut q, _) = queue(10, 1 << 20);
+        // A scan saw up to 5; row 4 was committed (by another replica) later.
+        scanned(&mut q, vec![row(3, 10), row(5, 10)]);
+        q.release(3);
+        q.release(5);
+        // A doorbell would drop it (below the watermark); a fetch holds it,
+        // and drops a copy of what was just applied.
+        q.take_fetched(vec![row(3, 10), row(4, 10), row(5, 10)]);
+        assert_eq!(ids(&q.next_batch(Utc::now())), [4]);
+        q.take_fetched(vec![row(4, 10)]);
+        assert_eq!(ids(&q.next_batch(Utc::now())), [4], "held once");
+    }
+
+    #[test]
     fn rows_beyond_the_row_bound_are_left_to_the_next_scan() {
         let (mut q, _) = queue(2, 1 << 20);
         scanned(&mut q, vec![]);
