@@ -276,7 +276,8 @@ impl ClusterSettings {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("HOSTNAME").ok())
-            .unwrap_or_else(|| "replica".into());
+            // No host name to tell machines apart: a random one instead.
+            .unwrap_or_else(|| format!("replica-{:08x}", rand::random::<u32>()));
         format!("{host}-{}", std::process::id())
     }
 }
