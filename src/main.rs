@@ -53,7 +53,8 @@ mod allocator {
     about = "Keeps a SQL mirror of Hostaway accounts fresh"
 )]
 struct Cli {
-    /// Directory holding default.toml and the environment files.
+    /// Directory with default.toml and the environment files; each file
+    /// there replaces its built-in twin (default: ./config when present).
     #[arg(
         long,
         global = true,

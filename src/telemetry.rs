@@ -166,7 +166,7 @@ fn tracer_provider(
                 .with_timeout(timeout)
                 .build(),
         }
-        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+        .map_err(|e| TelemetryError::Exporter(format!("{endpoint}: {e}")))?;
         let processor = BatchSpanProcessor::builder(exporter)
             .with_batch_config(
                 BatchConfigBuilder::default()

@@ -38,8 +38,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("unknown environment `{0}` (expected development, test or production)")]
     UnknownEnvironment(String),
-    #[error("config directory `{0}` does not contain default.toml")]
-    MissingDefaults(PathBuf),
+    #[error("config directory `{0}` does not exist")]
+    MissingDir(PathBuf),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,14 +340,12 @@ impl Settings {
     }
 
     pub fn load_with(options: LoadOptions) -> Result<Settings, ConfigError> {
-        let dir = options
-            .config_dir
-            .clone()
-            .unwrap_or_else(default_config_dir);
-        let default_file = dir.join("default.toml");
-        if !default_file.is_file() {
-            return Err(ConfigError::MissingDefaults(dir));
-        }
+        // An explicit directory must exist; `./config` is used when present.
+        let dir = match options.config_dir.clone() {
+            Some(dir) if !dir.is_dir() => return Err(ConfigError::MissingDir(dir)),
+            Some(dir) => Some(dir),
+            None => Some(default_config_dir()).filter(|d| d.is_dir()),
+        };
         let environment = match options.environment {
             Some(env) => env,
             None => match &options.env_vars {
@@ -369,12 +367,17 @@ impl Settings {
         if let Some(vars) = options.env_vars.clone() {
             env_source = env_source.source(Some(vars.into_iter().collect()));
         }
+        let otel = otel_defaults(|name| match &options.env_vars {
+            Some(vars) => vars.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        });
         let mut builder = config::Config::builder()
-            .add_source(config::File::from(default_file))
-            .add_source(
-                config::File::from(dir.join(format!("{}.toml", environment.as_str())))
-                    .required(false),
-            )
+            .add_source(config_file(dir.as_deref(), "default"))
+            // The standard OpenTelemetry variables stand in for what
+            // default.toml leaves to them; an environment file or a
+            // SYNC_HOSTAWAY__TELEMETRY__… variable still wins.
+            .add_source(config::File::from_str(&otel, config::FileFormat::Toml))
+            .add_source(config_file(dir.as_deref(), environment.as_str()))
             .add_source(env_source);
         for (key, value) in &options.overrides {
             builder = if LIST_KEYS.contains(&key.as_str()) {
@@ -436,6 +439,12 @@ impl Settings {
             }
             if !self.admin.api_token.is_set() {
                 return Err(invalid("admin.api_token", "is required in production"));
+            }
+            if self.database.url.expose() == DEFAULT_DATABASE_URL {
+                return Err(invalid(
+                    "database.url",
+                    "must be set in production (e.g. SYNC_HOSTAWAY__DATABASE__URL=postgres://USER@HOST:5432/DB)",
+                ));
             }
             if self.faults.any() {
                 return Err(invalid(
@@ -518,6 +527,79 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database.url.is_sqlite()
     }
+}
+
+/// The standard `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces-only form),
+/// `OTEL_EXPORTER_OTLP_PROTOCOL` and `OTEL_SERVICE_NAME`, as a TOML
+/// `[telemetry]` table of what is set.
+fn otel_defaults(var: impl Fn(&str) -> Option<String>) -> String {
+    let set = |name: &str| {
+        var(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let mut table = String::from("[telemetry]\n");
+    let endpoint =
+        set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    let protocol =
+        set("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| set("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    for (key, value) in [
+        ("otlp_endpoint", endpoint),
+        ("otlp_protocol", protocol),
+        ("service_name", set("OTEL_SERVICE_NAME")),
+    ] {
+        if let Some(value) = value {
+            table.push_str(&format!("{key} = {}\n", toml_string(&value)));
+        }
+    }
+    table
+}
+
+/// A TOML basic string.
+fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The files shipped in `config/`, built into the binary: a binary copied
+/// anywhere runs on them and `SYNC_HOSTAWAY__…` variables alone.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("default", include_str!("../../config/default.toml")),
+    ("development", include_str!("../../config/development.toml")),
+    ("test", include_str!("../../config/test.toml")),
+    ("production", include_str!("../../config/production.toml")),
+];
+
+/// `database.url` in the built-in default.toml: production refuses it.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/sync-hostaway.db?mode=rwc";
+
+/// `NAME.toml` from the config directory when it has one, else the
+/// built-in file of that name.
+fn config_file(
+    dir: Option<&Path>,
+    name: &str,
+) -> config::File<config::FileSourceString, config::FileFormat> {
+    let on_disk = dir
+        .map(|d| d.join(format!("{name}.toml")))
+        .filter(|p| p.is_file())
+        .and_then(|p| std::fs::read_to_string(p).ok());
+    let text = on_disk.unwrap_or_else(|| {
+        BUILT_IN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(String::new(), |(_, text)| text.to_string())
+    });
+    config::File::from_str(&text, config::FileFormat::Toml)
 }
 
 fn default_config_dir() -> PathBuf {

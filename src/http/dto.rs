@@ -243,6 +243,11 @@ pub struct EventsQuery {
     pub account_id: Option<i64>,
     pub status: Option<EventStatus>,
     pub limit: Option<EventsLimit>,
+    /// The next page: events older than this id (`next_before_id`).
+    pub before_id: Option<i64>,
+    pub after_id: Option<i64>,
+    /// Payloads are left out unless asked for.
+    pub include_payload: Option<Flag>,
 }
 
 /// Events listed when the query names no limit.

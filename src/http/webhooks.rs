@@ -273,6 +273,9 @@ pub async fn list_events(
         account_id,
         status,
         limit,
+        before_id,
+        after_id,
+        include_payload,
     } = query.into_inner();
     let limit = limit.map_or(DEFAULT_EVENTS_LIMIT, |l| l.0);
     let events = inbox::list(
@@ -281,10 +284,17 @@ pub async fn list_events(
             account_id,
             status,
             limit,
+            before_id,
+            after_id,
+            include_payload: include_payload.is_some_and(|f| f.0),
         },
     )
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "events": events })))
+    // Newest first; a full page names where the next one starts.
+    let next_before_id = (events.len() as u64 == limit)
+        .then(|| events.last().map(|e| e.id))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({ "events": events, "next_before_id": next_before_id })))
 }
 
 pub async fn replay_event(

@@ -117,7 +117,9 @@ pub struct EventRecord {
     pub traceparent: Option<String>,
     pub received_at: DateTime<Utc>,
     pub processed_at: Option<DateTime<Utc>>,
-    pub payload: Value,
+    /// Only when asked for (it holds guest messages and personal data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
 }
 
 /// Appends events, one statement per chunk, and recognises redeliveries: an
@@ -438,6 +440,11 @@ pub struct EventFilter {
     pub account_id: Option<i64>,
     pub status: Option<EventStatus>,
     pub limit: u64,
+    /// Only events older than this id (the next page of a listing).
+    pub before_id: Option<i64>,
+    /// Only events newer than this id.
+    pub after_id: Option<i64>,
+    pub include_payload: bool,
 }
 
 pub async fn list<C: ConnectionTrait>(
@@ -447,8 +454,19 @@ pub async fn list<C: ConnectionTrait>(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(
         "SELECT id, account_id, event_type, object_type, status, attempts, next_attempt_at, \
-         last_error, traceparent, received_at, processed_at, payload FROM webhook_events WHERE 1 = 1",
+         last_error, traceparent, received_at, processed_at",
     );
+    sql.push(if filter.include_payload {
+        ", payload FROM webhook_events WHERE 1 = 1"
+    } else {
+        " FROM webhook_events WHERE 1 = 1"
+    });
+    if let Some(before) = filter.before_id {
+        sql.push(" AND id < ").bind(before);
+    }
+    if let Some(after) = filter.after_id {
+        sql.push(" AND id > ").bind(after);
+    }
     if let Some(account_id) = filter.account_id {
         sql.push(" AND account_id = ").bind(account_id);
     }
@@ -473,7 +491,10 @@ pub async fn list<C: ConnectionTrait>(
                 traceparent: row.try_get_by_index(8)?,
                 received_at: row.try_get_by_index(9)?,
                 processed_at: row.try_get_by_index(10)?,
-                payload: row.try_get_by_index(11)?,
+                payload: match filter.include_payload {
+                    true => Some(row.try_get_by_index(11)?),
+                    false => None,
+                },
             })
         })
         .collect()

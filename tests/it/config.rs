@@ -125,17 +125,60 @@ fn production_refuses_to_start_without_an_encryption_key() {
     )
     .unwrap_err();
     assert!(err.contains("security.encryption_key"), "{err}");
-    let ok = load(
-        Some(Environment::Production),
-        &[
-            ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "t"),
-            (
-                "SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY",
-                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-            ),
-        ],
-    );
+    let mut vars = vec![
+        ("SYNC_HOSTAWAY__ADMIN__API_TOKEN", "t"),
+        (
+            "SYNC_HOSTAWAY__SECURITY__ENCRYPTION_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+    ];
+    // No database.url of its own: refused, not the built-in SQLite file.
+    let err = load(Some(Environment::Production), &vars).unwrap_err();
+    assert!(err.contains("database.url"), "{err}");
+    vars.push((
+        "SYNC_HOSTAWAY__DATABASE__URL",
+        "postgres://mirror@db:5432/mirror",
+    ));
+    let ok = load(Some(Environment::Production), &vars);
     assert!(ok.is_ok(), "{ok:?}");
+}
+
+#[test]
+fn the_shipped_files_are_built_in_and_a_config_dir_replaces_them_file_by_file() {
+    let load_from = |dir: &std::path::Path, env: Environment| {
+        Settings::load_with(LoadOptions {
+            config_dir: Some(dir.to_path_buf()),
+            environment: Some(env),
+            env_vars: Some(HashMap::new()),
+            overrides: vec![],
+        })
+    };
+    let empty = tempfile::tempdir().unwrap();
+    for env in [Environment::Development, Environment::Test] {
+        let built_in = load_from(empty.path(), env).expect("built-in files");
+        let shipped = load_from(&config_dir(), env).expect("config/");
+        assert_eq!(format!("{built_in:?}"), format!("{shipped:?}"), "{env:?}");
+    }
+    // One file of its own: that one replaces its built-in twin.
+    std::fs::write(
+        empty.path().join("development.toml"),
+        "[server]\nport = 9999\n",
+    )
+    .unwrap();
+    let own = load_from(empty.path(), Environment::Development).unwrap();
+    assert_eq!(own.server.port, 9999);
+    assert_eq!(
+        own.database.url.expose(),
+        sync_hostaway::config::DEFAULT_DATABASE_URL
+    );
+    let missing = load_from(&empty.path().join("nope"), Environment::Development).unwrap_err();
+    assert!(missing.to_string().contains("does not exist"), "{missing}");
+    // The constant production refuses is default.toml's value.
+    let defaults = std::fs::read_to_string(config_dir().join("default.toml")).unwrap();
+    assert!(defaults.contains(&format!(
+        "url = \"{}\"",
+        sync_hostaway::config::DEFAULT_DATABASE_URL
+    )));
 }
 
 #[test]
@@ -230,4 +273,33 @@ fn every_key_is_documented() {
         }
     }
     assert!(keys > 50);
+}
+
+#[test]
+fn the_standard_opentelemetry_variables_fill_what_the_config_leaves_unset() {
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_SERVICE_NAME", "mirror-eu"),
+    ];
+    let settings = load(None, &otel).unwrap();
+    assert_eq!(&*settings.telemetry.otlp_endpoint, "http://collector:4317");
+    assert_eq!(
+        settings.telemetry.otlp_protocol,
+        sync_hostaway::config::OtlpProtocol::Grpc
+    );
+    assert_eq!(&*settings.telemetry.service_name, "mirror-eu");
+    // The service's own variables win.
+    let mut both = otel.to_vec();
+    both.push((
+        "SYNC_HOSTAWAY__TELEMETRY__OTLP_ENDPOINT",
+        "http://127.0.0.1:4318",
+    ));
+    both.push(("SYNC_HOSTAWAY__TELEMETRY__SERVICE_NAME", "mine"));
+    let settings = load(None, &both).unwrap();
+    assert_eq!(&*settings.telemetry.otlp_endpoint, "http://127.0.0.1:4318");
+    assert_eq!(&*settings.telemetry.service_name, "mine");
+    // A protocol the service does not speak is named.
+    let err = load(None, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
+    assert!(err.contains("otlp_protocol"), "{err}");
 }

@@ -10,6 +10,7 @@ mod architecture;
 mod cluster;
 mod config;
 mod conformance;
+mod deploy;
 mod faults;
 mod health;
 mod hostaway_client;

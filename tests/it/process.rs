@@ -35,3 +35,29 @@ pub fn start_binary(binary: &std::path::Path, db: &TestDb, env: &[(&str, &str)])
     }
     ServiceProcess::start(command, Duration::from_secs(60))
 }
+
+/// The binary copied alone into an empty directory: it runs on its built-in
+/// settings and `SYNC_HOSTAWAY__…` variables, and serves `/health`.
+#[actix_web::test]
+async fn the_binary_runs_alone_in_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("sync-hostaway");
+    std::fs::copy(env!("CARGO_BIN_EXE_sync-hostaway"), &binary).unwrap();
+    let mut command = Command::new(&binary);
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("SYNC_HOSTAWAY__SERVER__PORT", "0")
+        .env("SYNC_HOSTAWAY__TELEMETRY__LOG_FORMAT", "json");
+    let service = ServiceProcess::start(command, Duration::from_secs(60));
+    let health = crate::helpers::http_client()
+        .get(service.url("/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(
+        dir.path().join("data/sync-hostaway.db").exists(),
+        "its SQLite file is beside it"
+    );
+}

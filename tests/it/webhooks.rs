@@ -156,6 +156,8 @@ async fn every_fixture_changes_the_database_as_expected(backend: Backend) {
             account_id: Some(ACCOUNT),
             status: Some(EventStatus::Processed),
             limit: 100,
+            include_payload: true,
+            ..Default::default()
         },
     )
     .await
@@ -254,6 +256,8 @@ async fn unknown_events_are_stored_as_ignored(backend: Backend) {
             account_id: Some(ACCOUNT),
             status: Some(EventStatus::Ignored),
             limit: 10,
+            include_payload: true,
+            ..Default::default()
         },
     )
     .await
@@ -294,6 +298,8 @@ async fn two_hundred_concurrent_updates_end_in_the_last_rows_state(backend: Back
             account_id: Some(ACCOUNT),
             status: None,
             limit: 1,
+            include_payload: true,
+            ..Default::default()
         },
     )
     .await
@@ -302,7 +308,8 @@ async fn two_hundred_concurrent_updates_end_in_the_last_rows_state(backend: Back
     assert_eq!(inbox_count(&app.db).await, 200);
     let stored = reservation(&app.db, 77).await.unwrap();
     assert_eq!(
-        stored["guestName"], last.payload["data"]["guestName"],
+        stored["guestName"],
+        last.payload.as_ref().unwrap()["data"]["guestName"],
         "the last inbox row wins"
     );
     app.stop().await;
@@ -363,6 +370,8 @@ async fn a_poison_event_is_dead_lettered_and_replayable_while_others_apply(backe
                     account_id: Some(ACCOUNT),
                     status: Some(EventStatus::Failed),
                     limit: 10,
+                    include_payload: true,
+                    ..Default::default()
                 },
             )
             .await
@@ -536,4 +545,53 @@ async fn a_delivered_webhook_is_applied_well_within_a_second(backend: Backend) {
     );
     assert!(worst < 1000, "received→applied took {worst} ms");
     app.stop().await;
+}
+
+both_backends!(the_inbox_listing_pages_and_leaves_payloads_out);
+
+/// The inbox listing pages newest first with `before_id`, and leaves
+/// payloads (guest data) out unless `include_payload=true`.
+async fn the_inbox_listing_pages_and_leaves_payloads_out(backend: Backend) {
+    let app = app(backend, &[]).await;
+    for id in 1..=5 {
+        let body = reservation_event(600 + id, "2026-01-01 00:00:00", "Guest");
+        assert_eq!(app.deliver(&body).await.status(), 200);
+    }
+    let page = |query: &'static str| {
+        let request = app.admin(
+            Method::GET,
+            &format!("/api/v1/hostaway/webhooks/events?{query}"),
+        );
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let first = page("limit=2").await;
+    let events = first["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.get("payload").is_none()), "{first}");
+    let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
+    assert!(ids[0] > ids[1], "newest first");
+    assert_eq!(first["next_before_id"], json!(ids[1]));
+    let url = format!(
+        "/api/v1/hostaway/webhooks/events?limit=10&before_id={}&include_payload=true",
+        ids[1]
+    );
+    let rest: Value = app
+        .admin(Method::GET, &url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let older = rest["events"].as_array().unwrap();
+    assert_eq!(older.len(), 3, "{rest}");
+    assert!(older.iter().all(|e| e["id"].as_i64().unwrap() < ids[1]));
+    assert!(
+        older
+            .iter()
+            .all(|e| e["payload"]["data"]["guestName"] == "Guest")
+    );
+    assert_eq!(rest["next_before_id"], Value::Null, "the last page");
+    let newer = page("after_id=0&limit=1000").await;
+    assert_eq!(newer["events"].as_array().unwrap().len(), 5);
 }
