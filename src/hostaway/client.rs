@@ -170,6 +170,21 @@ impl HostawayClient {
         }
     }
 
+    /// Asks Hostaway for a token with `credentials`, caching nothing: a
+    /// new secret is checked before it is stored.
+    pub async fn verify_credentials(&self, credentials: Credentials) -> Result<(), HostawayError> {
+        self.inner
+            .clone()
+            .fetch_token(Arc::new(credentials))
+            .await
+            .map(|_| ())
+    }
+
+    /// Stores the account's cached token (fetched before the account was).
+    pub async fn persist_token(&self, account_id: i64) {
+        self.inner.tokens.persist(account_id).await;
+    }
+
     /// Drops what is cached for an account (its secret changed, or it is gone).
     pub fn forget_account(&self, account_id: i64) {
         self.inner.tokens.forget(account_id);

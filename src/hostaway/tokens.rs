@@ -185,6 +185,24 @@ impl TokenCache {
         }
     }
 
+    /// Saves the cached token again (it was fetched before its account was
+    /// stored: a new account's credentials are checked first).
+    pub async fn persist(&self, account_id: i64) {
+        let slot = self.slot(account_id);
+        let state = slot.current.lock().await;
+        if let (Some(token), Some(store)) = (&state.token, &self.store) {
+            store
+                .save(
+                    account_id,
+                    StoredToken {
+                        value: SecretString::from(token.expose().to_string()),
+                        expires_at: token.expires_at,
+                    },
+                )
+                .await;
+        }
+    }
+
     /// Drops the cached token (the account's secret changed or it was deleted).
     pub fn forget(&self, account_id: i64) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

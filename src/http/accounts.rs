@@ -13,9 +13,11 @@ use uuid::Uuid;
 use super::ApiError;
 use super::auth::Admin;
 use super::dto::{
-    AccountPath, CreateAccount, DeleteQuery, SyncQuery, UpdateAccount, parse_body, required,
+    AccountPath, CreateAccount, DeleteQuery, SyncQuery, UpdateAccount, VerifyQuery, parse_body,
+    required,
 };
 use super::webhooks::read_body;
+use crate::hostaway::{Credentials, HostawayError};
 use crate::http::AppContext;
 use crate::lifecycle::{Accounts, Change, Create};
 use crate::store::accounts::{self, EntityCounts};
@@ -69,7 +71,12 @@ fn view(ctx: &AppContext, row: entities::account::Model, counts: EntityCounts) -
         last_error: row.last_error,
         ignored_events: row.ignored_events,
         webhook: WebhookView {
-            status: row.webhook_status,
+            // No public URL: the service registers nothing.
+            status: if ctx.settings.webhooks.public_base_url.trim().is_empty() {
+                WebhookStatus::Disabled
+            } else {
+                row.webhook_status
+            },
             webhook_id: row.webhook_id,
             last_error: row.webhook_error,
             rotating: row.webhook_pending_login.is_some(),
@@ -107,18 +114,85 @@ pub async fn create(
     req: HttpRequest,
     payload: web::Payload,
     ctx: web::Data<AppContext>,
+    query: web::Query<VerifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let new: CreateAccount = body(&req, payload, &ctx).await?;
+    let account_id = required(new.account_id, "account_id")?.0;
+    let client_secret = required(new.client_secret, "client_secret")?.0;
+    if query.verify() {
+        if lifecycle(&ctx).find(account_id).await.is_ok() {
+            return Err(crate::lifecycle::LifecycleError::AlreadyExists(account_id).into());
+        }
+        check_credentials(&ctx, account_id, &client_secret, Check::Cached).await?;
+    }
     let row = lifecycle(&ctx)
         .create(Create {
-            account_id: required(new.account_id, "account_id")?.0,
-            client_secret: required(new.client_secret, "client_secret")?.0,
+            account_id,
+            client_secret,
             customer_id: new.customer_id.and_then(|c| c.0),
             ignored_events: new.ignored_events.unwrap_or_default().0,
         })
         .await?;
-    let view = view(&ctx, row, EntityCounts::default());
+    if query.verify() {
+        // The check's token serves the first sync, and a restart.
+        ctx.hostaway.persist_token(account_id).await;
+    }
+    // The first sync is queued: say so rather than the row's `idle`.
+    let mut view = view(&ctx, row, EntityCounts::default());
+    if ctx.settings.sync.sync_on_create && view.last_sync_at.is_none() {
+        view.sync_state = SyncState::Syncing;
+    }
     Ok(HttpResponse::Created().json(view))
+}
+
+/// How a secret is checked.
+#[derive(Clone, Copy)]
+enum Check {
+    /// A new account: the token fetched is kept for its first sync.
+    Cached,
+    /// A new secret of an existing account: a token is fetched and
+    /// dropped (the cached one belongs to the old secret).
+    Fresh,
+}
+
+/// Asks Hostaway for a token with the secret before anything is stored:
+/// refused → 422, Hostaway unreachable → 503 (`?verify=false` skips this).
+async fn check_credentials(
+    ctx: &AppContext,
+    account_id: i64,
+    secret: &str,
+    check: Check,
+) -> Result<(), ApiError> {
+    let credentials = Credentials {
+        account_id,
+        client_secret: secrecy::SecretString::from(secret.to_string()),
+    };
+    let checked = match check {
+        Check::Cached => ctx.hostaway.account(credentials).ensure_token().await,
+        Check::Fresh => ctx.hostaway.verify_credentials(credentials).await,
+    };
+    match checked {
+        Ok(()) => Ok(()),
+        Err(HostawayError::AuthFailed { .. }) => Err(ApiError::new(
+            actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "credentials_refused",
+            format!(
+                "Hostaway refused the client secret of account {account_id}; nothing was stored"
+            ),
+        )),
+        Err(err) => {
+            let mut error = ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "hostaway_unavailable",
+                format!(
+                    "could not check the credentials with Hostaway ({err}); nothing was stored: \
+                     retry, or pass ?verify=false to store them unchecked"
+                ),
+            );
+            error.retry_after = Some(5);
+            Err(error)
+        }
+    }
 }
 
 pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
@@ -149,8 +223,15 @@ pub async fn update(
     payload: web::Payload,
     ctx: web::Data<AppContext>,
     path: web::Path<AccountPath>,
+    query: web::Query<VerifyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let patch: UpdateAccount = body(&req, payload, &ctx).await?;
+    if let Some(secret) = &patch.client_secret
+        && query.verify()
+    {
+        lifecycle(&ctx).find(path.0.0).await?;
+        check_credentials(&ctx, path.0.0, &secret.0, Check::Fresh).await?;
+    }
     let change = Change {
         client_secret: patch.client_secret.map(|s| s.0),
         customer_id: patch.customer_id.map(|c| c.0),

@@ -221,6 +221,19 @@ impl<'de> Deserialize<'de> for Flag {
     }
 }
 
+/// `POST /accounts?verify=false`, `PATCH /accounts/{id}?verify=false`:
+/// store a secret without checking it with Hostaway first.
+#[derive(Debug, Deserialize)]
+pub struct VerifyQuery {
+    pub verify: Option<Flag>,
+}
+
+impl VerifyQuery {
+    pub fn verify(&self) -> bool {
+        self.verify.is_none_or(|f| f.0)
+    }
+}
+
 /// `DELETE /accounts/{id}?hard=true`.
 #[derive(Debug, Deserialize)]
 pub struct DeleteQuery {

@@ -36,33 +36,50 @@ impl Deref for AppContext {
     }
 }
 
-/// Every route of the service.
+/// Every route of the service. A method a path does not serve gets a JSON
+/// 405 naming the ones it does in `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.configure(dto::extractor_errors)
-        .route(paths::HEALTH, web::get().to(health::health))
-        .route(paths::READY, web::get().to(health::ready))
-        .route(paths::METRICS, web::get().to(health::metrics))
-        .service(web::resource(paths::WEBHOOKS).post(webhooks::receive))
-        .service(web::resource(paths::WEBHOOK_EVENTS).get(webhooks::list_events))
-        .service(web::resource(paths::WEBHOOK_EVENT_REPLAY).post(webhooks::replay_event))
+        .service(resource(paths::HEALTH, "GET").get(health::health))
+        .service(resource(paths::READY, "GET").get(health::ready))
+        .service(resource(paths::METRICS, "GET").get(health::metrics))
+        .service(resource(paths::WEBHOOKS, "POST").post(webhooks::receive))
+        .service(resource(paths::WEBHOOK_EVENTS, "GET").get(webhooks::list_events))
+        .service(resource(paths::WEBHOOK_EVENT_REPLAY, "POST").post(webhooks::replay_event))
         .service(
-            web::resource(paths::ACCOUNTS)
+            resource(paths::ACCOUNTS, "GET, POST")
                 .post(accounts::create)
                 .get(accounts::list),
         )
         .service(
-            web::resource(paths::ACCOUNT)
+            resource(paths::ACCOUNT, "GET, PATCH, DELETE")
                 .get(accounts::get_one)
                 .patch(accounts::update)
                 .delete(accounts::remove),
         )
-        .service(web::resource(paths::ACCOUNT_SYNC).post(accounts::sync))
-        .service(web::resource(paths::ACCOUNT_REPLAY_FAILED).post(accounts::replay_failed))
+        .service(resource(paths::ACCOUNT_SYNC, "POST").post(accounts::sync))
+        .service(resource(paths::ACCOUNT_REPLAY_FAILED, "POST").post(accounts::replay_failed))
         .service(
-            web::resource(paths::ACCOUNT_ROTATE_CREDENTIALS).post(accounts::rotate_credentials),
+            resource(paths::ACCOUNT_ROTATE_CREDENTIALS, "POST").post(accounts::rotate_credentials),
         )
-        .service(web::resource(paths::CLUSTER).get(cluster::status))
+        .service(resource(paths::CLUSTER, "GET").get(cluster::status))
         .default_service(web::to(not_found));
+}
+
+/// A resource whose other methods get 405 with `Allow: allow`.
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        let mut response = actix_web::ResponseError::error_response(&ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("this path serves {allow}"),
+        ));
+        response.headers_mut().insert(
+            actix_web::http::header::ALLOW,
+            actix_web::http::header::HeaderValue::from_static(allow),
+        );
+        response
+    }))
 }
 
 async fn not_found() -> HttpResponse {

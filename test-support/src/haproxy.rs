@@ -34,7 +34,7 @@ pub fn config(port: u16, backends: &[u16]) -> String {
          \x20   timeout connect 1s\n\
          \x20   timeout client 30s\n\
          \x20   timeout server 30s\n\
-         \x20   timeout http-keep-alive 2s\n\
+         \x20   timeout http-keep-alive 10s\n\
          \x20   option http-keep-alive\n\
          \x20   retries 3\n\
          \x20   option redispatch 1\n\

@@ -77,12 +77,21 @@ both_backends!(
     patch_updates_fields_and_a_new_secret_drops_the_cached_token,
     soft_and_hard_delete,
     sync_endpoint_accepts_modes_and_dry_runs,
+    secrets_are_checked_with_hostaway_before_they_are_stored,
 );
 
 async fn creating_an_account_starts_a_full_sync_and_never_returns_the_secret(backend: Backend) {
     let mut app = app_with_sim(backend, SMALL, &[]).await;
     let created = create_account(&app, 1001, "secret").await;
     assert_eq!(created["account_id"], 1001);
+    assert_eq!(
+        created["sync_state"], "syncing",
+        "the first sync is under way"
+    );
+    assert_eq!(
+        created["webhook"]["status"], "disabled",
+        "no public URL: nothing registers"
+    );
     assert_eq!(created["is_active"], true);
     assert_eq!(created["status"], "active");
     assert!(!created.to_string().contains("secret\""), "{created}");
@@ -462,5 +471,70 @@ async fn sync_endpoint_accepts_modes_and_dry_runs(backend: Backend) {
     assert_eq!(response.status(), 202);
     let synced = wait_synced(&app, 1001).await;
     assert_eq!(synced["counts"]["reservations"], 12);
+    app.stop().await;
+}
+
+async fn secrets_are_checked_with_hostaway_before_they_are_stored(backend: Backend) {
+    let mut app = app_with_sim(backend, SMALL, &[("sync.sync_on_create", "false")]).await;
+    let post = |body: Value, query: &'static str| {
+        let request = app
+            .admin(Method::POST, &format!("/api/v1/hostaway/accounts{query}"))
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    // A secret Hostaway refuses: 422, nothing stored.
+    let refused = post(json!({"account_id": 1001, "client_secret": "wrong"}), "").await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "credentials_refused", "{body}");
+    assert!(
+        !body.to_string().contains("wrong"),
+        "the secret is not echoed: {body}"
+    );
+    let missing = app
+        .admin(Method::GET, "/api/v1/hostaway/accounts/1001")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404, "nothing was stored");
+    create_account(&app, 1001, "secret").await;
+    // A new secret is checked too; a refused one leaves the old in place.
+    let patch = app
+        .admin(Method::PATCH, "/api/v1/hostaway/accounts/1001")
+        .json(&json!({"client_secret": "also-wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 422);
+    let run = app
+        .admin(
+            Method::POST,
+            "/api/v1/hostaway/accounts/1001/sync?mode=full",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(run.status(), 202);
+    let synced = wait_synced(&app, 1001).await;
+    assert_eq!(
+        synced["last_error"],
+        Value::Null,
+        "the old secret still works"
+    );
+    // Hostaway unreachable: 503 with the way out, and ?verify=false stores.
+    app.sim().stop().await;
+    let unreachable = post(json!({"account_id": 1002, "client_secret": "x"}), "").await;
+    assert_eq!(unreachable.status(), 503);
+    let body: Value = unreachable.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("verify=false"),
+        "{body}"
+    );
+    let stored = post(
+        json!({"account_id": 1002, "client_secret": "x"}),
+        "?verify=false",
+    )
+    .await;
+    assert_eq!(stored.status(), 201);
     app.stop().await;
 }

@@ -68,3 +68,37 @@ async fn ready_reports_503_when_the_database_is_gone(backend: Backend) {
     );
     app.stop().await;
 }
+
+/// A method a path does not serve: a JSON 405 naming the methods it does.
+#[actix_web::test]
+async fn a_wrong_method_gets_405_with_allow() {
+    let mut app = spawn_app(Backend::Sqlite).await;
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/health", "GET"),
+        (reqwest::Method::GET, "/api/v1/hostaway/webhooks", "POST"),
+        (
+            reqwest::Method::PUT,
+            "/api/v1/hostaway/accounts",
+            "GET, POST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/hostaway/accounts/1",
+            "GET, PATCH, DELETE",
+        ),
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "method_not_allowed");
+    }
+    let missing = app.http.get(app.url("/nope")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    app.stop().await;
+}

@@ -44,7 +44,7 @@ async fn service(db: &TestDb, env: &[(&str, &str)]) -> ServiceProcess {
     all.extend_from_slice(env);
     let service = crate::process::start(db, &all);
     let response = http_client()
-        .post(service.url("/api/v1/hostaway/accounts"))
+        .post(service.url("/api/v1/hostaway/accounts?verify=false"))
         .bearer_auth("test-admin-token")
         .json(&json!({"account_id": ACCOUNT, "client_secret": "secret"}))
         .send()

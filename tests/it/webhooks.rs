@@ -25,7 +25,7 @@ async fn app(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
 
 pub async fn add_account(app: &TestApp, account_id: i64) {
     let response = app
-        .admin(Method::POST, "/api/v1/hostaway/accounts")
+        .admin(Method::POST, "/api/v1/hostaway/accounts?verify=false")
         .json(&json!({"account_id": account_id, "client_secret": "secret"}))
         .send()
         .await
