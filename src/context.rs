@@ -437,6 +437,10 @@ mod tests {
                 ("webhooks.public_base_url".into(), url.into()),
                 ("security.encryption_key".into(), Cipher::generate_key()),
                 ("admin.api_token".into(), "token".into()),
+                (
+                    "database.url".into(),
+                    "postgres://mirror@127.0.0.1:5432/mirror".into(),
+                ),
             ],
         })
         .expect("settings")
