@@ -337,6 +337,13 @@ impl Fleet {
     }
 }
 
+/// Prints a test's one-line figure where the test run shows it (written
+/// to stderr directly: the harness captures `println!` of passing tests).
+fn figure(line: String) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The last lines a replica logged (for a failure message).
 fn tail(replica: &ServiceProcess) -> String {
     let text = replica.log_text();
@@ -543,7 +550,7 @@ crate::pg_test! {
         assert!(status.success(), "r4 exits cleanly: {status}\n{}", tail(fleet.replica(3)));
         fleet.replicas[3] = None;
         let left = fleet.wait_owned(&ids, &three, 40).await.max(leaving.elapsed());
-        println!(
+        figure(format!(
             "cluster ownership: 3 replicas, {} accounts owned exactly once ({:?}) in {:.1} s; \
              a 4th joined and took {r4_share} in {:.1} s; it left and they were taken over in {:.1} s",
             ids.len(),
@@ -551,7 +558,7 @@ crate::pg_test! {
             settled.as_secs_f64(),
             joined.as_secs_f64(),
             left.as_secs_f64()
-        );
+        ));
         assert!(left < Duration::from_secs(LEASE_SECS), "a graceful leave does not wait for leases to lapse");
     }
 }
@@ -605,11 +612,11 @@ crate::pg_test! {
         // Every account is registered once, whoever owned it when.
         fleet.wait_owned(&ids, &all, 1).await;
         let registrations = fleet.registrations(&ids);
-        println!(
+        figure(format!(
             "rolling restart: 3 replicas, {} sent, {} acked, {errors} errors, {lost} lost, \
              {duplicated} duplicated; registrations per account {registrations:?}",
             report.sent, report.acked
-        );
+        ));
         assert_eq!(report.errors, BTreeMap::new(), "non-200 answers");
         assert_eq!((lost, duplicated), (0, 0));
         assert_eq!(registrations, BTreeMap::from([(1, ids.len())]), "one registration each");
@@ -639,14 +646,14 @@ crate::pg_test! {
         let report = running.finish().await;
         let (lost, duplicated) = check_storm(&fleet, &report).await;
         let errors: u64 = report.errors.values().sum();
-        println!(
+        figure(format!(
             "kill -9 failover: 1 of 3 replicas killed mid-storm, its {} accounts taken over in {:.1} s \
              (lease {LEASE_SECS} s); {} sent, {} acked, {errors} errors, {lost} lost, {duplicated} duplicated",
             victims.len(),
             failover.as_secs_f64(),
             report.sent,
             report.acked
-        );
+        ));
         assert!(
             failover <= Duration::from_secs(LEASE_SECS + 5),
             "taken over in {failover:?}"
@@ -730,14 +737,14 @@ crate::pg_test! {
         let versions = fleet.reservation_versions().await;
         let (_, pending, failed, attempted) = fleet.inbox().await;
         let owner = fleet.leases().await[&account].clone();
-        println!(
+        figure(format!(
             "SIGSTOP fencing: r1 frozen {:.1} s, r2 took account {account} over after {:.1} s \
              (epoch {epoch} -> {new_epoch}) and applied v20; r1 resumed, its write of v10 was \
              refused; mirror holds v{}",
             frozen.elapsed().as_secs_f64(),
             taken.as_secs_f64(),
             versions[&(account, reservation)]
-        );
+        ));
         assert!(new_epoch > epoch);
         assert_eq!(versions.get(&(account, reservation)), Some(&20), "the newer state stays");
         // Live again, r1 may get the account back as its share, but only
@@ -808,12 +815,12 @@ crate::pg_test! {
         .await;
         let finished = killed.elapsed();
         let diff = mirror_diff_on(&fleet.conn, &fleet.sim, 7001).await;
-        println!(
+        figure(format!(
             "sync failover: the owner was killed mid-sync; {} finished it {:.1} s later; mirror equals the simulator: {}",
             Fleet::name(survivor),
             finished.as_secs_f64(),
             diff.is_none()
-        );
+        ));
         assert_eq!(diff, None);
         assert_eq!(fleet.leases().await[&7001].0, Fleet::name(survivor));
         assert_eq!(fleet.registrations(&ids), BTreeMap::from([(1, 1)]), "one registration");
