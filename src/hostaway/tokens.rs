@@ -162,17 +162,7 @@ impl TokenCache {
         F: FnOnce() -> BoxFuture<'static, Result<Token, HostawayError>>,
     {
         let token = Arc::new(fetch().await?);
-        if let Some(store) = &self.store {
-            store
-                .save(
-                    account_id,
-                    StoredToken {
-                        value: SecretString::from(token.expose().to_string()),
-                        expires_at: token.expires_at,
-                    },
-                )
-                .await;
-        }
+        self.save(account_id, &token).await;
         state.token = Some(token.clone());
         state.loaded = true;
         Ok(token)
@@ -190,7 +180,14 @@ impl TokenCache {
     pub async fn persist(&self, account_id: i64) {
         let slot = self.slot(account_id);
         let state = slot.current.lock().await;
-        if let (Some(token), Some(store)) = (&state.token, &self.store) {
+        if let Some(token) = &state.token {
+            self.save(account_id, token).await;
+        }
+    }
+
+    /// Writes `token` to the store, if there is one.
+    async fn save(&self, account_id: i64, token: &Token) {
+        if let Some(store) = &self.store {
             store
                 .save(
                     account_id,
