@@ -39,6 +39,14 @@ pub enum LifecycleError {
     Database(#[from] sea_orm::DbErr),
 }
 
+/// How a waited-for sync ended.
+pub enum Waited {
+    /// Run here: its report or its error.
+    Here(Result<SyncReport, SyncError>),
+    /// Run by the replica that owns the account: the account row after it.
+    Elsewhere(Box<Account>),
+}
+
 /// A new account, validated by the caller.
 #[derive(Debug, Clone)]
 pub struct Create {
@@ -220,6 +228,43 @@ impl<'a> Accounts<'a> {
             )
             .await
             .map_err(|_| LifecycleError::Unavailable("the actor system stopped".into()))
+    }
+
+    /// A sync, waited for: run by this replica's actor when it owns the
+    /// account (the report), or asked of the owner and followed on the
+    /// account row until it ends (`Waited::Elsewhere`).
+    pub async fn sync_and_wait(
+        &self,
+        account_id: i64,
+        request: SyncRequest,
+    ) -> Result<Waited, LifecycleError> {
+        let before = self.require_active(account_id).await?;
+        // A manual sync also lifts a degraded state.
+        self.changed(account_id).await;
+        if self.core.cluster.is_none() || self.core.owns(account_id) {
+            return Ok(Waited::Here(self.run_sync(account_id, request).await?));
+        }
+        self.queue_sync(account_id, request).await;
+        let poll = std::time::Duration::from_millis(250);
+        let limit = std::time::Duration::from_secs(self.core.settings.sync.max_duration_secs + 60);
+        let started = tokio::time::Instant::now();
+        let mut seen_running = false;
+        while started.elapsed() < limit {
+            tokio::time::sleep(poll).await;
+            let row = self.find(account_id).await?;
+            let running = row.sync_state == SyncState::Syncing || row.sync_progress.is_some();
+            seen_running |= running;
+            let recorded = row.last_sync_at != before.last_sync_at
+                || (row.sync_state == SyncState::Failed && row.last_error != before.last_error);
+            // A dry run records nothing: its end shows as its progress going.
+            if !running && (recorded || (request.dry_run && seen_running)) {
+                return Ok(Waited::Elsewhere(Box::new(row)));
+            }
+        }
+        Err(LifecycleError::Unavailable(format!(
+            "the sync of account {account_id} did not end within {} s",
+            limit.as_secs()
+        )))
     }
 
     /// Puts the account's dead letters back to pending; how many.

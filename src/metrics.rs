@@ -32,6 +32,7 @@ pub struct Metrics {
     pub sync_duration: HistogramVec,
     pub sync_records: IntCounterVec,
     pub sync_incomplete: IntCounterVec,
+    pub sync_phase: IntGaugeVec,
     pub cross_account_ids: IntCounterVec,
     pub webhook_nul_replaced: IntCounter,
     pub degraded_pending_events: IntGauge,
@@ -173,6 +174,16 @@ impl Metrics {
                 "Hostaway timestamps too far ahead of their observation, clamped for version comparison, by entity",
                 &["entity"]
             )),
+            sync_phase: register!(
+                IntGaugeVec::new(
+                    Opts::new(
+                        "sync_hostaway_sync_phase",
+                        "Sync runs in progress, by phase"
+                    ),
+                    &["phase"]
+                )
+                .expect("static metric definition is valid")
+            ),
             sync_incomplete: register!(counter_vec(
                 "sync_hostaway_sync_incomplete_total",
                 "Listings that ended with fewer distinct items than Hostaway's count, by entity",
@@ -254,6 +265,9 @@ impl Metrics {
         }
         for actor in ACTOR_KINDS {
             self.actor_restarts.with_label_values(&[actor]);
+        }
+        for phase in crate::sync::progress::Phase::ALL {
+            self.sync_phase.with_label_values(&[phase.as_str()]);
         }
         for mode in ["full", "incremental"] {
             for outcome in ["ok", "failed"] {

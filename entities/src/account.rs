@@ -36,6 +36,9 @@ pub struct Model {
     pub webhook_previous_login: Option<String>,
     pub webhook_previous_password: Option<String>,
     pub webhook_previous_until: Option<DateTimeUtc>,
+    /// A running sync's progress (`sync::progress::Snapshot`), else `NULL`.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub sync_progress: Option<Json>,
 }
 
 /// `sync_state`: stored as its lower-case name.

@@ -9,6 +9,7 @@ mod m20261128_000001_create_tables;
 mod m20261201_000001_tenant_keys;
 mod m20261202_000001_cluster;
 mod m20261202_000002_chores;
+mod m20261203_000001_sync_progress;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_tenant_keys::Migration),
             Box::new(m20261202_000001_cluster::Migration),
             Box::new(m20261202_000002_chores::Migration),
+            Box::new(m20261203_000001_sync_progress::Migration),
         ]
     }
 }

@@ -199,6 +199,8 @@ pub struct SyncSettings {
     pub overlap_secs: u64,
     pub sync_on_create: bool,
     pub max_duration_secs: u64,
+    /// A running sync logs a progress line this often (0: never).
+    pub progress_log_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

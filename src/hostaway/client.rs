@@ -15,12 +15,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::decode;
 use super::error::HostawayError;
 use super::ratelimit::RateLimiter;
 use super::tokens::{Token, TokenCache, TokenStore};
 use super::transport::{Anonymous, Attempt, Body, Call, Sender, Try};
 use super::types::{Envelope, TokenResponse, WebhookRegistration, WebhookSpec};
+use super::{Observer, decode};
 use crate::config::HostawaySettings;
 use crate::metrics::Metrics;
 
@@ -95,7 +95,13 @@ impl Sender for WithToken<'_> {
         let account_id = self.account.account_id();
         self.token.ready().await;
         let outcome = inner
-            .send_once(call, Some(self.token.expose()), account_id, attempt)
+            .send_once(
+                call,
+                Some(self.token.expose()),
+                account_id,
+                attempt,
+                self.account.observer.as_deref(),
+            )
             .await;
         let refused = matches!(
             &outcome,
@@ -126,6 +132,10 @@ impl Sender for WithToken<'_> {
 
     fn is_token_request(&self) -> bool {
         false
+    }
+
+    fn observer(&self) -> Option<&dyn Observer> {
+        self.account.observer.as_deref()
     }
 }
 
@@ -167,6 +177,7 @@ impl HostawayClient {
         AccountClient {
             client: self.clone(),
             credentials: Arc::new(credentials),
+            observer: None,
         }
     }
 
@@ -242,11 +253,20 @@ impl Inner {
 pub struct AccountClient {
     pub(super) client: HostawayClient,
     credentials: Arc<Credentials>,
+    pub(super) observer: Option<Arc<dyn Observer>>,
 }
 
 impl AccountClient {
     pub fn account_id(&self) -> i64 {
         self.credentials.account_id
+    }
+
+    /// The same client, its requests and pages reported to `observer`.
+    pub fn observed_by(&self, observer: Arc<dyn Observer>) -> AccountClient {
+        AccountClient {
+            observer: Some(observer),
+            ..self.clone()
+        }
     }
 
     fn token_fetcher(&self) -> impl FnOnce() -> BoxFuture<'static, Result<Token, HostawayError>> {

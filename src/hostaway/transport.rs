@@ -11,6 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tracing::{Instrument, field::Empty};
 
+use super::Observer;
 use super::client::Inner;
 use super::error::HostawayError;
 use super::types::Envelope;
@@ -83,6 +84,11 @@ pub(super) trait Sender {
 
     /// A failure of the token endpoint itself (reported as such).
     fn is_token_request(&self) -> bool;
+
+    /// Who watches this client's requests, if anyone.
+    fn observer(&self) -> Option<&dyn Observer> {
+        None
+    }
 }
 
 /// The token endpoint: no token to send.
@@ -98,7 +104,9 @@ impl Sender for Anonymous {
         attempt: u32,
     ) -> Result<Try, HostawayError> {
         Ok(Try::Sent(
-            inner.send_once(call, None, self.account_id, attempt).await,
+            inner
+                .send_once(call, None, self.account_id, attempt, None)
+                .await,
         ))
     }
 
@@ -121,8 +129,12 @@ impl Inner {
         token: Option<&str>,
         account_id: i64,
         attempt: u32,
+        observer: Option<&dyn Observer>,
     ) -> Attempt {
-        self.limiter.acquire(account_id).await;
+        let waited = self.limiter.acquire(account_id).await;
+        if let Some(observer) = observer {
+            observer.request_sent(waited);
+        }
         let span = tracing::info_span!(
             "hostaway.request",
             otel.name = call.endpoint,
@@ -285,6 +297,11 @@ impl Inner {
                         reason,
                         "retrying"
                     );
+                    if reason == "rate_limited"
+                        && let Some(observer) = sender.observer()
+                    {
+                        observer.waited(delay);
+                    }
                     tokio::time::sleep(delay).await;
                 }
                 _ => {

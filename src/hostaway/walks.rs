@@ -34,6 +34,22 @@ impl AccountClient {
         call
     }
 
+    /// Adds a page to a walk and tells the observer what it brought.
+    fn add_page(
+        &self,
+        collected: &mut Collected,
+        endpoint: &'static str,
+        count: Option<i64>,
+        items: Vec<Value>,
+    ) -> usize {
+        let new = collected.add_page(count, items);
+        if let Some(observer) = &self.observer {
+            let announced = count.and_then(|c| u64::try_from(c).ok());
+            observer.page(entity_of(endpoint), announced, new);
+        }
+        new
+    }
+
     /// Counts an incomplete listing and turns it into an error.
     fn incomplete(
         &self,
@@ -122,7 +138,7 @@ impl AccountClient {
         let first = self.execute(&page(0)).await?;
         let first_items = result_array(endpoint, first.result)?;
         let step = first_items.len() as i64;
-        collected.add_page(first.count, first_items);
+        self.add_page(&mut collected, endpoint, first.count, first_items);
         if step == 0 || collected.reached_total() {
             return Ok(collected);
         }
@@ -140,7 +156,7 @@ impl AccountClient {
                 .buffered(settings.concurrency.get());
             while let Some(envelope) = pages.try_next().await? {
                 let items = result_array(endpoint, envelope.result)?;
-                collected.add_page(envelope.count, items);
+                self.add_page(&mut collected, endpoint, envelope.count, items);
             }
             return Ok(collected);
         }
@@ -149,7 +165,7 @@ impl AccountClient {
             let envelope = self.execute(&page(offset)).await?;
             let items = result_array(endpoint, envelope.result)?;
             let len = items.len() as i64;
-            let new = collected.add_page(envelope.count, items);
+            let new = self.add_page(&mut collected, endpoint, envelope.count, items);
             if len == 0 || new == 0 || collected.reached_total() {
                 break;
             }
@@ -200,7 +216,7 @@ impl AccountClient {
             let items = result_array(endpoint, envelope.result)?;
             let next = paging::last_id(&items);
             let stop = enough(&items);
-            let new = collected.add_page(envelope.count, items);
+            let new = self.add_page(&mut collected, endpoint, envelope.count, items);
             if new == 0 || stop || collected.reached_total() {
                 break;
             }

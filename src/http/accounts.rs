@@ -19,8 +19,9 @@ use super::dto::{
 use super::webhooks::read_body;
 use crate::hostaway::{Credentials, HostawayError};
 use crate::http::AppContext;
-use crate::lifecycle::{Accounts, Change, Create};
+use crate::lifecycle::{Accounts, Change, Create, Waited};
 use crate::store::accounts::{self, EntityCounts};
+use crate::sync::progress::Snapshot;
 use crate::sync::{SyncMode, SyncRequest};
 use entities::account::{SyncState, WebhookStatus};
 
@@ -35,6 +36,19 @@ struct WebhookView {
     rotating: bool,
 }
 
+/// The account's syncs: the latest outcome and, while one runs, its
+/// progress (phase, `started_at`, counts of totals, requests, rate-limit
+/// wait, ETA), as of at most a second ago.
+#[derive(Serialize)]
+struct SyncView {
+    state: SyncState,
+    last_sync_at: Option<DateTime<Utc>>,
+    last_error: Option<String>,
+    running: bool,
+    #[serde(flatten)]
+    progress: Option<Snapshot>,
+}
+
 #[derive(Serialize)]
 struct AccountView {
     account_id: i64,
@@ -45,6 +59,7 @@ struct AccountView {
     last_sync_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     ignored_events: Value,
+    sync: SyncView,
     webhook: WebhookView,
     counts: EntityCounts,
     created_at: DateTime<Utc>,
@@ -61,7 +76,17 @@ fn view(ctx: &AppContext, row: entities::account::Model, counts: EntityCounts) -
         (true, true) => "degraded",
         (true, false) => "active",
     };
+    let progress = row
+        .sync_progress
+        .and_then(|p| serde_json::from_value::<Snapshot>(p).ok());
     AccountView {
+        sync: SyncView {
+            state: row.sync_state,
+            last_sync_at: row.last_sync_at,
+            last_error: row.last_error.clone(),
+            running: row.sync_state == SyncState::Syncing || progress.is_some(),
+            progress,
+        },
         account_id: row.account_id,
         customer_id: row.customer_id,
         is_active: row.is_active,
@@ -141,6 +166,8 @@ pub async fn create(
     let mut view = view(&ctx, row, EntityCounts::default());
     if ctx.settings.sync.sync_on_create && view.last_sync_at.is_none() {
         view.sync_state = SyncState::Syncing;
+        view.sync.state = SyncState::Syncing;
+        view.sync.running = true;
     }
     Ok(HttpResponse::Created().json(view))
 }
@@ -266,10 +293,37 @@ pub async fn sync(
     let account_id = path.0.0;
     let mode = query.mode.unwrap_or(SyncMode::Incremental);
     let dry_run = query.dry_run.0;
+    let request = SyncRequest { mode, dry_run };
+    if query.wait.0 {
+        return match lifecycle(&ctx).sync_and_wait(account_id, request).await? {
+            Waited::Here(Ok(report)) => Ok(HttpResponse::Ok().json(json!({
+                "status": "finished",
+                "account_id": account_id,
+                "report": report,
+            }))),
+            Waited::Here(Err(err)) => Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "sync_failed",
+                format!("the sync of account {account_id} failed: {err}"),
+            )),
+            Waited::Elsewhere(row) if row.sync_state == SyncState::Failed => Err(ApiError::new(
+                actix_web::http::StatusCode::BAD_GATEWAY,
+                "sync_failed",
+                format!(
+                    "the sync of account {account_id} failed: {}",
+                    row.last_error.unwrap_or_default()
+                ),
+            )),
+            Waited::Elsewhere(row) => Ok(HttpResponse::Ok().json(json!({
+                "status": "finished",
+                "account_id": account_id,
+                "report": null,
+                "account": view_of(&ctx, *row).await?,
+            }))),
+        };
+    }
     // A manual sync also lifts a degraded state.
-    lifecycle(&ctx)
-        .sync(account_id, SyncRequest { mode, dry_run })
-        .await?;
+    lifecycle(&ctx).sync(account_id, request).await?;
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "account_id": account_id,

@@ -248,6 +248,10 @@ pub struct SyncQuery {
     pub mode: Option<SyncMode>,
     #[serde(default)]
     pub dry_run: Flag,
+    /// Answer when the sync ends (200 with its report) instead of at once
+    /// (202).
+    #[serde(default)]
+    pub wait: Flag,
 }
 
 /// `GET /webhooks/events?account_id=&status=&limit=`.

@@ -60,6 +60,7 @@ pub async fn insert(
         webhook_previous_login: Set(None),
         webhook_previous_password: Set(None),
         webhook_previous_until: Set(None),
+        sync_progress: Set(None),
     };
     match Account::insert(model).exec(db).await {
         Ok(_) => {}
@@ -185,8 +186,30 @@ pub async fn record_sync_state<C: ConnectionTrait>(
     if let Some(at) = synced_at {
         sql.push(", last_sync_at = ").bind(at);
     }
+    if state != SyncState::Syncing {
+        sql.push(", sync_progress = NULL");
+    }
     sql.push(" WHERE account_id = ").bind(account_id);
     db.execute_raw(sql.build()).await?;
+    Ok(())
+}
+
+/// Stores a running sync's progress on its account row (`None` clears it).
+pub async fn save_progress<C: ConnectionTrait>(
+    db: &C,
+    account_id: i64,
+    progress: Option<&crate::sync::progress::Snapshot>,
+) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    let value = progress
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| DbErr::Custom(format!("sync progress: {e}")))?;
+    Account::update_many()
+        .col_expr(account::Column::SyncProgress, Expr::value(value))
+        .filter(account::Column::AccountId.eq(account_id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -196,7 +219,7 @@ pub async fn reset_interrupted_syncs<C: ConnectionTrait>(db: &C) -> Result<u64, 
     let mut sql = Sql::new(db.get_database_backend());
     sql.push("UPDATE accounts SET sync_state = ")
         .bind(SyncState::Failed.to_value())
-        .push(", last_error = 'interrupted by a restart' WHERE sync_state = ")
+        .push(", last_error = 'interrupted by a restart', sync_progress = NULL WHERE sync_state = ")
         .bind(SyncState::Syncing.to_value());
     Ok(db.execute_raw(sql.build()).await?.rows_affected())
 }

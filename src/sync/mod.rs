@@ -6,6 +6,7 @@
 //! failed fetch writes nothing.
 
 pub mod plan;
+pub mod progress;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -27,6 +28,7 @@ use crate::store::rows::{self, Owner};
 use crate::store::upserts::Key;
 use crate::store::version::{Observed, Source};
 use crate::store::write::{BatchError, ListingChange, WriteItem};
+use progress::{Phase, SyncProgress};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -160,6 +162,8 @@ pub struct SyncContext<'a> {
     pub max_future_skew: chrono::Duration,
     /// Cluster mode: the lease the run's writes are made under.
     pub fence: Option<crate::store::write::Fence>,
+    /// Where the run is; `client` reports its requests and pages to it.
+    pub progress: &'a SyncProgress,
 }
 
 /// What a run fetched, ready to be written.
@@ -206,6 +210,7 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
         source: Source::Sync,
         max_future_skew: ctx.max_future_skew,
     };
+    let progress = ctx.progress;
     let listings_seen = observed(Utc::now());
     let listings = ctx
         .client
@@ -216,6 +221,8 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
             entity = "listings"
         ))
         .await?;
+    progress.finished("listings", listings.len());
+    progress.enter(Phase::Reservations);
     let reservations_seen = observed(Utc::now());
     let reservations = async {
         let mut reservations = ctx.client.list_reservations(since).await?;
@@ -233,6 +240,8 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
         entity = "reservations"
     ))
     .await?;
+    progress.finished("reservations", reservations.len());
+    progress.enter(Phase::Conversations);
     let conversations = ctx
         .client
         .list_conversations()
@@ -242,12 +251,15 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
             entity = "conversations"
         ))
         .await?;
+    progress.finished("conversations", conversations.len());
+    progress.enter(Phase::Messages);
 
     let known = match mode {
         SyncMode::Full => HashMap::new(),
         SyncMode::Incremental => mirror::message_versions(ctx.db, account_id).await?,
     };
     let to_fetch = plan::conversations_to_refetch(&conversations, &known, mode);
+    progress.threads_to_read(to_fetch.len());
     let messages_seen = observed(Utc::now());
     let messages: Vec<Value> = futures::stream::iter(to_fetch.iter().cloned())
         .map(|(conversation_id, reservation_id)| async move {
@@ -255,6 +267,7 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
             for message in &mut batch {
                 plan::fill_message_keys(message, conversation_id, reservation_id);
             }
+            progress.thread_read();
             Ok::<_, HostawayError>(batch)
         })
         .buffer_unordered(ctx.concurrency.max(1))
@@ -269,6 +282,7 @@ pub async fn fetch(ctx: &SyncContext<'_>, request: SyncRequest) -> Result<Fetche
         .into_iter()
         .flatten()
         .collect();
+    progress.finished("messages", messages.len());
 
     for (entity, count) in [
         ("listings", listings.len()),
@@ -337,6 +351,7 @@ pub async fn write(ctx: &SyncContext<'_>, fetched: Fetched) -> Result<SyncReport
         merges,
     } = fetched;
     let account_id = report.account_id;
+    ctx.progress.enter(Phase::Writing);
     if !report.dry_run {
         let present: Vec<i64> = listing_rows.iter().map(|r| r.id).collect();
         let mut changes: Vec<ListingChange> = listing_rows

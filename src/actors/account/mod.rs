@@ -43,6 +43,7 @@ use crate::hostaway::{AccountClient, Credentials};
 use crate::store::accounts;
 use crate::store::inbox::{self, InboxRow};
 use crate::store::rows::Owner;
+use crate::sync::progress::SyncProgress;
 use crate::sync::{self, SyncError, SyncReport, SyncRequest};
 use entities::account::SyncState;
 
@@ -58,6 +59,7 @@ struct FetchedSync {
     fetched: sync::Fetched,
     span: Span,
     started: std::time::Instant,
+    progress: Arc<SyncProgress>,
 }
 
 /// Where the account stands, beside the work in flight.

@@ -3,6 +3,8 @@
 //! unit, serialized with the applies; the outcome is recorded on the account
 //! and answers everyone who asked for that sync.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
@@ -17,6 +19,7 @@ use crate::context::Core;
 use crate::hostaway::AccountClient;
 use crate::store::accounts;
 use crate::store::rows::Owner;
+use crate::sync::progress::{Phase, SyncProgress};
 use crate::sync::{self, SyncContext, SyncError, SyncReport, SyncRequest};
 use entities::account::SyncState;
 
@@ -53,6 +56,13 @@ impl AccountActor {
             span.add_link(pending.trigger.clone());
         }
         let started = std::time::Instant::now();
+        let progress = Arc::new(SyncProgress::new(
+            request.mode,
+            request.dry_run,
+            self.core.metrics.sync_phase.clone(),
+        ));
+        let client = client.observed_by(progress.clone());
+        let watched = progress.clone();
         let work = async move {
             if !request.dry_run {
                 accounts::record_sync_state(&core.db, account_id, SyncState::Syncing, None, None)
@@ -66,11 +76,14 @@ impl AccountActor {
             {
                 panic!("injected sync panic for account {account_id}");
             }
-            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at, &watched);
             let limit = core.settings.sync.max_duration_secs;
-            tokio::time::timeout(Duration::from_secs(limit), sync::fetch(&context, request))
-                .await
-                .unwrap_or(Err(SyncError::TimedOut(limit)))
+            let fetch =
+                tokio::time::timeout(Duration::from_secs(limit), sync::fetch(&context, request));
+            tokio::select! {
+                fetched = fetch => fetched.unwrap_or(Err(SyncError::TimedOut(limit))),
+                never = report_progress(&core, account_id, &watched) => match never {},
+            }
         };
         let traced = tracing::Instrument::instrument(contain(work), span.clone());
         ctx.spawn(traced.into_actor(self).map(move |outcome, act, ctx| {
@@ -82,6 +95,7 @@ impl AccountActor {
                         fetched,
                         span,
                         started,
+                        progress,
                     });
                 }
                 Ok(Err(error)) => act.end_sync(ctx, pending, started, Err(error)),
@@ -106,6 +120,7 @@ impl AccountActor {
             fetched,
             span,
             started,
+            progress,
         }) = self.to_write.take()
         else {
             return;
@@ -120,8 +135,11 @@ impl AccountActor {
         let core = self.core.clone();
         let writers = self.writers.clone();
         let (owner, last_sync_at) = (self.owner, self.last_sync_at);
+        let account_id = self.account_id;
         let work = async move {
-            let context = sync_context(&core, &client, &writers, owner, last_sync_at);
+            let context = sync_context(&core, &client, &writers, owner, last_sync_at, &progress);
+            progress.enter(Phase::Writing);
+            save_progress(&core, account_id, &progress).await;
             sync::write(&context, fetched).await
         };
         let traced = tracing::Instrument::instrument(contain(work), span);
@@ -180,6 +198,16 @@ impl AccountActor {
         result: &Result<SyncReport, SyncError>,
     ) {
         if request.dry_run {
+            let core = self.core.clone();
+            let account_id = self.account_id;
+            ctx.spawn(
+                async move {
+                    if let Err(err) = accounts::save_progress(&core.db, account_id, None).await {
+                        tracing::debug!(account_id, error = %err, "could not clear the sync progress");
+                    }
+                }
+                .into_actor(self),
+            );
             return;
         }
         let (state, error, synced_at) = match result {
@@ -225,6 +253,7 @@ fn sync_context<'a>(
     writers: &'a Writers,
     owner: Owner,
     last_sync_at: Option<DateTime<Utc>>,
+    progress: &'a SyncProgress,
 ) -> SyncContext<'a> {
     SyncContext {
         client,
@@ -237,5 +266,35 @@ fn sync_context<'a>(
         last_sync_at,
         max_future_skew: core.settings.webhooks.max_future_skew(),
         fence: core.fence(owner.account_id),
+        progress,
+    }
+}
+
+/// Stores the run's progress on its account row every second, and logs it
+/// every `sync.progress_log_secs`, until the caller stops polling it.
+async fn report_progress(core: &Core, account_id: i64, progress: &SyncProgress) -> Infallible {
+    let log_every = Duration::from_secs(core.settings.sync.progress_log_secs);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut logged = tokio::time::Instant::now();
+    loop {
+        // Every second, and at once when the phase changes.
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = progress.next_phase() => {}
+        }
+        save_progress(core, account_id, progress).await;
+        if !log_every.is_zero() && logged.elapsed() >= log_every {
+            progress.log(account_id);
+            logged = tokio::time::Instant::now();
+        }
+    }
+}
+
+async fn save_progress(core: &Core, account_id: i64, progress: &SyncProgress) {
+    let snapshot = progress.snapshot();
+    if let Err(err) = accounts::save_progress(&core.db, account_id, Some(&snapshot)).await {
+        // Progress is a view: a missed second is shown by the next.
+        tracing::debug!(account_id, error = %err, "could not store the sync progress");
     }
 }
