@@ -8,11 +8,13 @@
 pub mod actors;
 pub mod app;
 pub mod backoff;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod context;
 pub mod crypto;
 pub mod directory;
+pub mod errors;
 pub mod events;
 pub mod hostaway;
 pub mod http;

@@ -1,9 +1,11 @@
-//! The `sync-hostaway` command line: `serve` (default), `migrate`, `sync`.
+//! The `sync-hostaway` command line: `serve` (default), `migrate`, `sync`,
+//! `accounts`.
 
 // The one exception, measured and explained below: `allocator`.
 #![deny(unsafe_code)]
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -11,9 +13,12 @@ use std::sync::Arc;
 
 use sync_hostaway::actors::ActorSystem;
 use sync_hostaway::app::Application;
+use sync_hostaway::cli::{self, AccountsCommand, CliError, Target};
 use sync_hostaway::config::Settings;
 use sync_hostaway::context::Core;
+use sync_hostaway::errors::one_message;
 use sync_hostaway::lifecycle::Accounts;
+use sync_hostaway::sync::progress::Snapshot;
 use sync_hostaway::sync::{SyncMode, SyncRequest};
 use sync_hostaway::{store, telemetry};
 
@@ -72,7 +77,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Run one sync of an account in the foreground and print its counts.
+    /// Sync one account and print its report: asks the running service
+    /// (progress shown while it runs) unless --standalone.
     Sync {
         /// The Hostaway account id.
         #[arg(long)]
@@ -83,15 +89,81 @@ enum Command {
         /// Fetch and count, write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run the sync in this process instead of the service (with the
+        /// service stopped: it would not share its rate limiter or order).
+        #[arg(long)]
+        standalone: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage accounts through the running service's admin API.
+    Accounts {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: AccountsCommand,
     },
 }
 
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     allocator::return_freed_memory_promptly();
     let cli = Cli::parse();
-    let settings = Settings::load(cli.config_dir.as_deref()).context("invalid configuration")?;
+    let settings = match Settings::load(cli.config_dir.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("sync-hostaway: invalid configuration: {err}");
+            return ExitCode::from(cli::exit::BAD_INPUT);
+        }
+    };
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Accounts { target, command } = command {
+        return report_exit(cli::run_accounts(&settings, &target, command).await);
+    }
+    if let Command::Sync {
+        account,
+        full,
+        dry_run,
+        standalone: false,
+        target,
+    } = &command
+    {
+        let every = std::time::Duration::from_secs(settings.sync.progress_log_secs.max(1));
+        let outcome = async {
+            let client = cli::AdminClient::for_settings(&settings, target.url.as_deref())?;
+            let answer = client
+                .sync_and_watch(*account, *full, *dry_run, every)
+                .await?;
+            Ok(if target.json {
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            } else {
+                cli::report(&answer)
+            })
+        };
+        return report_exit(outcome.await);
+    }
+    match run(settings, command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Prints a CLI command's output, or its one-line error, and its exit code.
+fn report_exit(outcome: Result<String, CliError>) -> ExitCode {
+    match outcome {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("sync-hostaway: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The service and the commands that open the database themselves.
+async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
     // The service logs to stdout; one-shot commands keep stdout for their output.
     let telemetry = match command {
         Command::Serve => telemetry::init(&settings.telemetry, settings.environment),
@@ -107,10 +179,14 @@ async fn main() -> anyhow::Result<()> {
             account,
             full,
             dry_run,
+            ..
         } => sync_once(settings, account, full, dry_run).await,
+        Command::Accounts { .. } => unreachable!("answered by the admin API"),
     };
     if let Err(err) = &result {
-        tracing::error!(error = format!("{err:#}"), "exiting with an error");
+        let message = one_message(err.chain());
+        tracing::error!(error = message, "exiting with an error");
+        eprintln!("sync-hostaway: {message}");
     }
     telemetry.shutdown().await;
     result
@@ -144,6 +220,13 @@ async fn sync_once(
              (POST /api/v1/hostaway/accounts/{account}/sync)"
         );
     }
+    tracing::warn!(
+        account,
+        "running the sync in this process: a running service would not count its requests \
+         in its rate limiter nor order its writes with the webhooks it applies; stop the \
+         service first, or drop --standalone to ask it"
+    );
+    let every = std::time::Duration::from_secs(settings.sync.progress_log_secs.max(1));
     let core = Arc::new(Core::open(settings).await.context("startup failed")?);
     let actors = ActorSystem::start(core.clone(), false);
     let request = SyncRequest {
@@ -154,9 +237,13 @@ async fn sync_once(
         },
         dry_run,
     };
-    let result = Accounts::new(&core, &actors)
-        .run_sync(account, request)
-        .await;
+    let progress = || async {
+        let row = store::accounts::find(&core.db, account).await.ok()??;
+        serde_json::from_value::<Snapshot>(row.sync_progress?).ok()
+    };
+    let accounts = Accounts::new(&core, &actors);
+    let run = accounts.run_sync(account, request);
+    let result = cli::watch(account, run, progress, every).await;
     actors.stop().await;
     let result = result?;
     let report = result.context("sync failed")?;

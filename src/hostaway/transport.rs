@@ -166,7 +166,7 @@ impl Inner {
         let outcome = async {
             let response = match request.send().await {
                 Ok(response) => response,
-                Err(err) => return classify(err),
+                Err(err) => return classify(err, &url),
             };
             let status = response.status();
             let retry_after = response
@@ -177,7 +177,7 @@ impl Inner {
                 .map(Duration::from_secs);
             let body = match response.bytes().await {
                 Ok(body) => body,
-                Err(err) => return classify(err),
+                Err(err) => return classify(err, &url),
             };
             if status.is_success() {
                 Attempt::Ok(body)
@@ -318,12 +318,14 @@ impl Inner {
     }
 }
 
-fn classify(err: reqwest::Error) -> Attempt {
+/// `url` is the request's without its query (the token-revoke call carries
+/// a token there), named with the underlying cause.
+fn classify(err: reqwest::Error, url: &str) -> Attempt {
     if err.is_timeout() {
         Attempt::Timeout
     } else {
-        // Never keep the URL: the token-revoke call carries a token in it.
-        Attempt::Connect(err.without_url().to_string())
+        let err = err.without_url();
+        Attempt::Connect(format!("{} (at {url})", crate::errors::root_cause(&err)))
     }
 }
 

@@ -548,3 +548,36 @@ async fn s1_3_simulator_refuses_bad_tokens_with_403_and_counts_requests() {
     assert_eq!(body["status"], "fail");
     assert_eq!(sim.state().stats().statuses.get("403"), Some(&1));
 }
+
+/// Hostaway unreachable: one message that names the endpoint, the URL and
+/// the underlying cause, each once, also when wrapped by a failed sync.
+#[actix_web::test]
+async fn an_unreachable_hostaway_is_named_once_with_its_url_and_cause() {
+    let settings = crate::helpers::test_settings(
+        &[],
+        &[
+            ("hostaway.base_url", "http://127.0.0.1:1/v1"),
+            ("hostaway.max_attempts", "1"),
+        ],
+    );
+    let client = HostawayClient::new(&settings.hostaway, Arc::new(Metrics::new()), None).unwrap();
+    let err = client
+        .account(creds("secret"))
+        .list_listings()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "could not reach Hostaway for POST /v1/accessTokens: Connection refused (os error 111) \
+         (at http://127.0.0.1:1/v1/accessTokens)"
+    );
+    let wrapped = anyhow::Error::from(sync_hostaway::sync::SyncError::from(err.clone()))
+        .context("sync failed");
+    let said = sync_hostaway::errors::one_message(wrapped.chain());
+    assert_eq!(
+        said.matches("could not reach Hostaway").count(),
+        1,
+        "{said}"
+    );
+    assert!(said.ends_with(&err.to_string()), "{said}");
+}

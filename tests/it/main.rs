@@ -7,6 +7,7 @@ mod helpers;
 mod accounts;
 mod actors;
 mod architecture;
+mod cli;
 mod cluster;
 mod config;
 mod conformance;
