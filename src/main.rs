@@ -96,6 +96,8 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Print the OpenAPI 3.1 description of the HTTP API (docs/openapi.json).
+    Openapi,
     /// Manage accounts through the running service's admin API.
     Accounts {
         #[command(flatten)]
@@ -117,6 +119,10 @@ async fn main() -> ExitCode {
         }
     };
     let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        print!("{}", sync_hostaway::http::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
     if let Command::Accounts { target, command } = command {
         return report_exit(cli::run_accounts(&settings, &target, command).await);
     }
@@ -181,7 +187,9 @@ async fn run(settings: Settings, command: Command) -> anyhow::Result<()> {
             dry_run,
             ..
         } => sync_once(settings, account, full, dry_run).await,
-        Command::Accounts { .. } => unreachable!("answered by the admin API"),
+        Command::Accounts { .. } | Command::Openapi => {
+            unreachable!("answered before the service's own set-up")
+        }
     };
     if let Err(err) = &result {
         let message = one_message(err.chain());

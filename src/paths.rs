@@ -16,3 +16,5 @@ pub const ACCOUNT_REPLAY_FAILED: &str = "/api/v1/hostaway/accounts/{id}/replay-f
 pub const CLUSTER: &str = "/api/v1/hostaway/cluster";
 pub const ACCOUNT_ROTATE_CREDENTIALS: &str =
     "/api/v1/hostaway/accounts/{id}/rotate-webhook-credentials";
+/// The OpenAPI 3.1 description of every route.
+pub const OPENAPI: &str = "/api/v1/openapi.json";

@@ -28,8 +28,8 @@ use entities::account::{SyncState, WebhookStatus};
 /// Largest admin request body.
 const ADMIN_BODY_LIMIT: usize = 64 * 1024;
 
-#[derive(Serialize)]
-struct WebhookView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct WebhookView {
     status: WebhookStatus,
     webhook_id: Option<i64>,
     last_error: Option<String>,
@@ -39,25 +39,30 @@ struct WebhookView {
 /// The account's syncs: the latest outcome and, while one runs, its
 /// progress (phase, `started_at`, counts of totals, requests, rate-limit
 /// wait, ETA), as of at most a second ago.
-#[derive(Serialize)]
-struct SyncView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SyncView {
     state: SyncState,
     last_sync_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
     running: bool,
     #[serde(flatten)]
+    #[schema(value_type = super::openapi::ProgressFields)]
     progress: Option<Snapshot>,
 }
 
-#[derive(Serialize)]
-struct AccountView {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Account)]
+pub(crate) struct AccountView {
     account_id: i64,
     customer_id: Option<Uuid>,
     is_active: bool,
+    /// `active`, `degraded` or `inactive`.
+    #[schema(value_type = String)]
     status: &'static str,
     sync_state: SyncState,
     last_sync_at: Option<DateTime<Utc>>,
     last_error: Option<String>,
+    #[schema(value_type = Vec<super::openapi::EventName>)]
     ignored_events: Value,
     sync: SyncView,
     webhook: WebhookView,
@@ -134,6 +139,24 @@ async fn body<T: serde::de::DeserializeOwned>(
     parse_body(&read_body(req, payload, ADMIN_BODY_LIMIT, &ctx.bodies).await?)
 }
 
+/// Adds an account: its secret is checked with Hostaway first.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/accounts",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("verify" = Option<bool>, Query, description = "false: store the secret without checking it")),
+    request_body = super::dto::CreateAccount,
+    responses(
+        (status = 201, description = "Stored; the first full sync starts", body = super::accounts::AccountView),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 409, description = "The account exists", body = super::openapi::Error),
+        (status = 413, description = "The body is too large", body = super::openapi::Error),
+        (status = 422, description = "Hostaway refused the secret; nothing stored", body = super::openapi::Error),
+        (status = 503, description = "Hostaway could not be asked; nothing stored (Retry-After)", body = super::openapi::Error)
+    )
+)]
 pub async fn create(
     _admin: Admin,
     req: HttpRequest,
@@ -222,6 +245,17 @@ async fn check_credentials(
     }
 }
 
+/// Every account.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hostaway/accounts",
+    tag = "accounts",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "Every account", body = super::openapi::AccountList),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error)
+    )
+)]
 pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
     let rows = accounts::all(&ctx.db).await?;
     let mut counts: HashMap<i64, EntityCounts> = accounts::entity_counts(&ctx.db, None).await?;
@@ -235,6 +269,20 @@ pub async fn list(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({ "accounts": views })))
 }
 
+/// One account, with a running sync's progress.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hostaway/accounts/{id}",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The Hostaway account id")),
+    responses(
+        (status = 200, description = "The account", body = super::accounts::AccountView),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error)
+    )
+)]
 pub async fn get_one(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -244,6 +292,23 @@ pub async fn get_one(
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
+/// Changes the fields given; a new secret is checked with Hostaway first.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/hostaway/accounts/{id}",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The Hostaway account id"), ("verify" = Option<bool>, Query, description = "false: store a new secret without checking it")),
+    request_body = super::dto::UpdateAccount,
+    responses(
+        (status = 200, description = "The account after the change", body = super::accounts::AccountView),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error),
+        (status = 422, description = "Hostaway refused the new secret; nothing changed", body = super::openapi::Error),
+        (status = 503, description = "Hostaway could not be asked; nothing changed (Retry-After)", body = super::openapi::Error)
+    )
+)]
 pub async fn update(
     _admin: Admin,
     req: HttpRequest,
@@ -269,6 +334,21 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(view_of(&ctx, row).await?))
 }
 
+/// Deactivates the account (its data stays), or with `hard=true` erases it.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/hostaway/accounts/{id}",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The Hostaway account id"), ("hard" = Option<bool>, Query, description = "true: erase the account and its mirrored data")),
+    responses(
+        (status = 200, description = "Deactivated", body = super::accounts::AccountView),
+        (status = 204, description = "Erased"),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error)
+    )
+)]
 pub async fn remove(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -284,6 +364,29 @@ pub async fn remove(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Queues a sync, or with `wait=true` answers when it ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/accounts/{id}/sync",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The Hostaway account id"),
+        ("mode" = Option<crate::sync::SyncMode>, Query, description = "full, or incremental (the default)"),
+        ("dry_run" = Option<bool>, Query, description = "Fetch and count, write nothing"),
+        ("wait" = Option<bool>, Query, description = "Answer when the sync ends, with its report")
+    ),
+    responses(
+        (status = 200, description = "`wait=true`: the sync finished", body = super::openapi::SyncFinished),
+        (status = 202, description = "Queued", body = super::openapi::SyncAccepted),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error),
+        (status = 409, description = "The account is inactive", body = super::openapi::Error),
+        (status = 502, description = "`wait=true`: the sync failed; the message says why", body = super::openapi::Error),
+        (status = 503, description = "The account's actor is restarting: retry", body = super::openapi::Error)
+    )
+)]
 pub async fn sync(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -332,6 +435,20 @@ pub async fn sync(
     })))
 }
 
+/// Puts the account's dead letters back in the inbox.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/accounts/{id}/replay-failed",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The Hostaway account id")),
+    responses(
+        (status = 202, description = "Requeued", body = super::openapi::Requeued),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error)
+    )
+)]
 pub async fn replay_failed(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -341,6 +458,22 @@ pub async fn replay_failed(
     Ok(HttpResponse::Accepted().json(json!({"status": "requeued", "requeued": count})))
 }
 
+/// Rotates the account's webhook credentials (the old ones stay accepted
+/// for a grace period).
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/accounts/{id}/rotate-webhook-credentials",
+    tag = "accounts",
+    security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "The Hostaway account id")),
+    responses(
+        (status = 202, description = "Rotation started", body = super::openapi::Rotating),
+        (status = 400, description = "The path, query or body is invalid: the message names the field", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such account", body = super::openapi::Error),
+        (status = 409, description = "The account is inactive", body = super::openapi::Error)
+    )
+)]
 pub async fn rotate_credentials(
     _admin: Admin,
     ctx: web::Data<AppContext>,

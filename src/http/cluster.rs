@@ -11,6 +11,17 @@ use crate::http::auth::Admin;
 use crate::http::{ApiError, AppContext};
 use crate::store::leases;
 
+/// Replicas, their accounts and lease ages.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hostaway/cluster",
+    tag = "cluster",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The cluster as this replica sees it", body = super::openapi::ClusterStatus),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error)
+    )
+)]
 pub async fn status(_admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
     let Some(member) = &ctx.cluster else {
         return Ok(HttpResponse::Ok().json(json!({

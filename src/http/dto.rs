@@ -172,24 +172,35 @@ impl<'de> Deserialize<'de> for Active {
 }
 
 /// `POST /accounts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
+    /// The Hostaway account id.
+    #[schema(value_type = i64, minimum = 1, required = true)]
     pub account_id: Option<AccountId>,
+    /// Checked with Hostaway before anything is stored; never returned.
+    #[schema(value_type = String, min_length = 1, max_length = 512, required = true, write_only)]
     pub client_secret: Option<Secret>,
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub customer_id: Option<Customer>,
+    #[schema(value_type = Option<Vec<super::openapi::EventName>>)]
     pub ignored_events: Option<IgnoredEvents>,
 }
 
 /// `PATCH /accounts/{id}`: only the fields present change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
+    /// A new secret, checked with Hostaway first; never returned.
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 512, write_only)]
     pub client_secret: Option<Secret>,
-    /// `Some(Customer(None))` clears it.
+    /// `null` clears it. (`Some(Customer(None))` in code.)
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub customer_id: Option<Customer>,
+    #[schema(value_type = Option<bool>)]
     pub is_active: Option<Active>,
+    #[schema(value_type = Option<Vec<super::openapi::EventName>>)]
     pub ignored_events: Option<IgnoredEvents>,
 }
 

@@ -8,10 +8,25 @@ use serde_json::json;
 
 use crate::http::AppContext;
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses((status = 200, description = "The process is alive", body = super::openapi::Health))
+)]
 pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "The database answers, the actors run, and in a cluster this replica holds its share", body = super::openapi::Readiness),
+        (status = 503, description = "Not ready: the checks say why", body = super::openapi::Readiness)
+    )
+)]
 pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
     let mut checks = ctx.readiness(Duration::from_secs(2)).await;
     let actors = ctx.actors.liveness();
@@ -46,6 +61,12 @@ pub async fn ready(ctx: web::Data<AppContext>) -> HttpResponse {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
+)]
 pub async fn metrics(ctx: web::Data<AppContext>) -> HttpResponse {
     ctx.refresh_gauges().await;
     HttpResponse::Ok()

@@ -133,6 +133,22 @@ pub async fn read_body(
     Ok(body.freeze())
 }
 
+/// A webhook delivery: stored durably before the 200.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/webhooks",
+    tag = "webhooks",
+    security(("webhook" = [])),
+    request_body(content = Object, description = "The event as Hostaway sends it (API.md §5): `event`, `accountId`, `data`…", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (or a redelivery recognised); applied in the background", body = super::openapi::WebhookAck),
+        (status = 400, description = "Not JSON, or no account id or event name", body = super::openapi::Error),
+        (status = 401, description = "Wrong or missing Basic credentials for the account", body = super::openapi::Error),
+        (status = 408, description = "The body did not arrive within server.body_timeout_secs", body = super::openapi::Error),
+        (status = 413, description = "Larger than server.body_limit_bytes", body = super::openapi::Error),
+        (status = 503, description = "Saturated or the inbox could not store it: retry (Retry-After)", body = super::openapi::Error)
+    )
+)]
 pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,
@@ -264,6 +280,26 @@ async fn accept(
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// Inbox events, newest first, without payloads unless asked for.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hostaway/webhooks/events",
+    tag = "webhooks",
+    security(("admin" = [])),
+    params(
+        ("account_id" = Option<i64>, Query, description = "Only this account's events"),
+        ("status" = Option<crate::store::inbox::EventStatus>, Query, description = "Only events in this state"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Events per page (default 50)"),
+        ("before_id" = Option<i64>, Query, description = "Events older than this id (`next_before_id` of the previous page)"),
+        ("after_id" = Option<i64>, Query, description = "Events newer than this id"),
+        ("include_payload" = Option<bool>, Query, description = "Include each event's payload (it holds guest data)")
+    ),
+    responses(
+        (status = 200, description = "One page", body = super::openapi::EventsPage),
+        (status = 400, description = "A query parameter is invalid", body = super::openapi::Error),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error)
+    )
+)]
 pub async fn list_events(
     _admin: Admin,
     ctx: web::Data<AppContext>,
@@ -297,6 +333,20 @@ pub async fn list_events(
     Ok(HttpResponse::Ok().json(json!({ "events": events, "next_before_id": next_before_id })))
 }
 
+/// Puts one dead letter back in the inbox.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hostaway/webhooks/events/{id}/replay",
+    tag = "webhooks",
+    security(("admin" = [])),
+    params(("id" = i64, Path, description = "The inbox event id")),
+    responses(
+        (status = 202, description = "Requeued", body = super::openapi::EventRequeued),
+        (status = 401, description = "No or a wrong admin token", body = super::openapi::Error),
+        (status = 404, description = "No such event", body = super::openapi::Error),
+        (status = 409, description = "The event is not a dead letter", body = super::openapi::Error)
+    )
+)]
 pub async fn replay_event(
     _admin: Admin,
     ctx: web::Data<AppContext>,

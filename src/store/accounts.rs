@@ -124,7 +124,7 @@ pub async fn hard_delete(db: &DatabaseConnection, account_id: i64) -> Result<boo
 }
 
 /// How much of an account is mirrored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EntityCounts {
     pub listings: i64,
     pub reservations: i64,

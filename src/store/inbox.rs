@@ -23,6 +23,7 @@ use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
     Deserialize,
     strum::EnumString,
     strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -104,7 +105,7 @@ impl InboxRow {
 }
 
 /// An inbox row for the admin API (the payload included).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub id: i64,
     pub account_id: i64,
@@ -119,6 +120,7 @@ pub struct EventRecord {
     pub processed_at: Option<DateTime<Utc>>,
     /// Only when asked for (it holds guest messages and personal data).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Value>,
 }
 

@@ -30,7 +30,7 @@ use crate::store::version::{Observed, Source};
 use crate::store::write::{BatchError, ListingChange, WriteItem};
 use progress::{Phase, SyncProgress};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SyncMode {
     Full,
@@ -81,7 +81,8 @@ impl SyncRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = SyncEntityCounts)]
 pub struct EntityCounts {
     /// Objects read from Hostaway.
     pub fetched: usize,
@@ -89,7 +90,7 @@ pub struct EntityCounts {
     pub written: usize,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SyncReport {
     pub account_id: i64,
     pub mode: SyncMode,

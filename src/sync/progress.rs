@@ -17,7 +17,7 @@ use super::SyncMode;
 use crate::hostaway::Observer;
 
 /// Where a run is. The fetch phases run in this order, then `writing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Listings,
@@ -49,14 +49,16 @@ impl Phase {
 
 /// One entity's walk: items read so far, and the total when Hostaway
 /// announced one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProgressCount)]
 pub struct Count {
     pub fetched: u64,
     pub total: Option<u64>,
 }
 
 /// What the account API shows under `sync.progress` and the CLI draws.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = SyncProgress)]
 pub struct Snapshot {
     pub phase: Phase,
     pub mode: SyncMode,

@@ -17,6 +17,7 @@ mod health;
 mod hostaway_client;
 mod isolation;
 mod limits;
+mod openapi;
 mod process;
 mod registration;
 mod replicas;
