@@ -120,7 +120,9 @@ pub struct SyncProgress {
     message_threads: Counter,
     messages: Counter,
     requests: AtomicU64,
-    waited_micros: AtomicU64,
+    /// Wall time during which at least one request waited: concurrent
+    /// waits count once (`Waits::add`).
+    waits: Mutex<Waits>,
     /// `sync_hostaway_sync_phase{phase}`: running syncs per phase.
     gauge: IntGaugeVec,
     /// Signalled on each change of phase.
@@ -142,7 +144,7 @@ impl SyncProgress {
             message_threads: Counter::new(),
             messages: Counter::new(),
             requests: AtomicU64::new(0),
-            waited_micros: AtomicU64::new(0),
+            waits: Mutex::new(Waits::default()),
             gauge,
             phase_changed: tokio::sync::Notify::new(),
         }
@@ -224,9 +226,9 @@ impl SyncProgress {
             message_threads: self.message_threads.get(),
             messages: self.messages.get(),
             requests: self.requests.load(Ordering::Relaxed),
-            rate_limit_wait_secs: round_ms(Duration::from_micros(
-                self.waited_micros.load(Ordering::Relaxed),
-            )),
+            rate_limit_wait_secs: round_ms(
+                self.waits.lock().unwrap_or_else(|e| e.into_inner()).total,
+            ),
             eta_secs: current.and_then(|count| eta(count, since.elapsed())),
         }
     }
@@ -268,8 +270,11 @@ impl Observer for SyncProgress {
     }
 
     fn waited(&self, waited: Duration) {
-        self.waited_micros
-            .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        if !waited.is_zero() {
+            // The guarded value is plain numbers (see `lock_phase`).
+            let mut waits = self.waits.lock().unwrap_or_else(|e| e.into_inner());
+            waits.add(Instant::now(), waited);
+        }
     }
 
     fn page(&self, entity: &'static str, announced: Option<u64>, new_items: usize) {
@@ -283,6 +288,23 @@ impl Observer for SyncProgress {
         {
             counter.total.store(total, Ordering::Relaxed);
         }
+    }
+}
+
+/// The union of wait intervals, each reported when it ends: the part of a
+/// new interval before `covered_until` was counted already.
+#[derive(Default)]
+struct Waits {
+    covered_until: Option<Instant>,
+    total: Duration,
+}
+
+impl Waits {
+    fn add(&mut self, end: Instant, waited: Duration) {
+        let start = end.checked_sub(waited).unwrap_or(end);
+        let from = self.covered_until.map_or(start, |c| c.max(start));
+        self.total += end.saturating_duration_since(from);
+        self.covered_until = Some(self.covered_until.map_or(end, |c| c.max(end)));
     }
 }
 
@@ -327,6 +349,18 @@ mod tests {
         };
         assert_eq!(eta(unknown, Duration::from_secs(5)), None);
         assert_eq!(eta(Count::default(), Duration::from_secs(5)), None);
+    }
+
+    #[test]
+    fn concurrent_waits_count_once() {
+        let mut waits = Waits::default();
+        let t0 = Instant::now();
+        // Four requests wait for the same 2 s, then one more waits 1 s.
+        for _ in 0..4 {
+            waits.add(t0 + Duration::from_secs(2), Duration::from_secs(2));
+        }
+        waits.add(t0 + Duration::from_secs(4), Duration::from_secs(1));
+        assert_eq!(waits.total, Duration::from_secs(3));
     }
 
     #[test]
