@@ -10,6 +10,12 @@
 //! backend runs the baseline and this build, and the ratios are printed;
 //! `BENCH_ROUNDS=N` repeats that N times, alternating which goes first, and
 //! `BENCH_BACKENDS=postgres` (or `sqlite`) runs one backend only.
+//!
+//! `BENCH_LOAD=wrk` is the external-load mode: `wrk` (a separate process)
+//! drives the service at 1, 16 and 64 connections, and on PostgreSQL
+//! `pgbench` measures the single-row upsert ceiling of the same database in
+//! the same run (1 and 16 clients); the ratios to it are printed (section
+//! `ingest-external` of docs/PERFORMANCE.md).
 
 mod common;
 
@@ -223,6 +229,9 @@ async fn run_backend(db: &Database, build: &Build, clients: usize, seconds: u64)
 fn main() {
     let clients = env_number("BENCH_CLIENTS", 64) as usize;
     let seconds = env_number("BENCH_SECONDS", 20);
+    if std::env::var("BENCH_LOAD").is_ok_and(|v| v == "wrk") {
+        return external_main(seconds);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -351,4 +360,126 @@ fn main() {
         },
         &text,
     );
+}
+
+/// One backend under `wrk`, and PostgreSQL's own ceiling beside it.
+struct External {
+    backend: &'static str,
+    runs: Vec<common::external::Wrk>,
+    /// received→applied p99 (ms) of the 64-connection run.
+    applied_p99_ms: f64,
+    /// pgbench single-row upserts/s at 1 and 16 clients (PostgreSQL).
+    ceiling: Option<(f64, f64)>,
+}
+
+fn external_main(seconds: u64) {
+    for tool in ["wrk", "pgbench", "psql"] {
+        assert!(
+            common::external::have(tool),
+            "BENCH_LOAD=wrk needs {tool} (apt-get install -y wrk postgresql-client)"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results: Vec<External> = runtime.block_on(async {
+        sync_hostaway::install_tls_provider();
+        let mut all = Vec::new();
+        let backends = std::env::var("BENCH_BACKENDS").unwrap_or("postgres,sqlite".into());
+        for name in backends.split(',').map(str::trim) {
+            let db = match name {
+                "postgres" => Database::postgres(),
+                "sqlite" => Some(Database::sqlite()),
+                other => panic!("BENCH_BACKENDS: unknown backend `{other}`"),
+            };
+            let Some(db) = db else { continue };
+            all.push(external_backend(&db, seconds).await);
+            db.cleanup().await;
+        }
+        all
+    });
+    let mut text = format!(
+        "## Webhook ingest under external load\n\n{}.\nCommand: `BENCH_LOAD=wrk \
+         BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench ingest -- \
+         --write-docs`. `wrk` (2 threads, keep-alive) posts distinct `reservation.updated` events \
+         of ~1.9 KB over {ACCOUNTS} accounts to the release binary (production settings); \
+         `pgbench` commits the single-row upsert of a document of the same size, one row per \
+         transaction, on the same PostgreSQL in the same run; {seconds} s each.\n\n\
+         | Backend | connections | acked/s | ack p50 ms | p99 ms | p99.9 ms | errors | vs pgbench 16 clients |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        common::machine()
+    );
+    for r in &results {
+        for w in &r.runs {
+            let ratio = r
+                .ceiling
+                .map(|(_, c16)| format!("{:.2}×", w.rate / c16))
+                .unwrap_or_else(|| "-".into());
+            text.push_str(&format!(
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} of {} | {ratio} |\n",
+                r.backend,
+                w.connections,
+                w.rate,
+                w.p50_ms,
+                w.p99_ms,
+                w.p999_ms,
+                w.errors,
+                w.requests
+            ));
+        }
+    }
+    text.push_str("\n| Backend | received→applied p99 at 64 connections ms | pgbench upserts/s, 1 client | 16 clients |\n|---|---|---|---|\n");
+    for r in &results {
+        let (c1, c16) = r
+            .ceiling
+            .map(|(a, b)| (format!("{a:.0}"), format!("{b:.0}")))
+            .unwrap_or(("-".into(), "-".into()));
+        text.push_str(&format!(
+            "| {} | {:.1} | {c1} | {c16} |\n",
+            r.backend, r.applied_p99_ms
+        ));
+    }
+    println!("{text}");
+    common::write_section("ingest-external", &text);
+}
+
+async fn external_backend(db: &Database, seconds: u64) -> External {
+    println!(
+        "== {}: pgbench ceiling, then the service under wrk",
+        db.name()
+    );
+    let ceiling = match db {
+        Database::Postgres { url, .. } => Some((
+            common::external::pgbench_upserts(url, 1, seconds),
+            common::external::pgbench_upserts(url, 16, seconds),
+        )),
+        Database::Sqlite { .. } => None,
+    };
+    let mut service = common::start_service(db, &[]);
+    let http = reqwest::Client::new();
+    common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
+    let conn = db.connect().await;
+    let url = service.url("/api/v1/hostaway/webhooks");
+    common::external::wrk(&url, 16, 2, 1);
+    applied_latencies(&conn, 0..0).await;
+    let mut runs = Vec::new();
+    let mut applied_p99_ms = f64::NAN;
+    for (i, connections) in [1usize, 16, 64].into_iter().enumerate() {
+        let first = 100_000_000 * (i as i64 + 1);
+        println!("wrk: {connections} connections for {seconds} s");
+        runs.push(common::external::wrk(&url, connections, seconds, first));
+        let applied = applied_latencies(&conn, first..first + 100_000_000).await;
+        if connections == 64 {
+            applied_p99_ms = percentile(&applied, 0.99);
+        }
+    }
+    service.terminate();
+    External {
+        backend: db.name(),
+        runs,
+        applied_p99_ms,
+        ceiling,
+    }
 }

@@ -194,19 +194,16 @@ pub async fn record_sync_state<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Stores a running sync's progress on its account row (`None` clears it).
+/// Stores a running sync's progress (its JSON snapshot) on its account row
+/// (`None` clears it).
 pub async fn save_progress<C: ConnectionTrait>(
     db: &C,
     account_id: i64,
-    progress: Option<&crate::sync::progress::Snapshot>,
+    progress: Option<serde_json::Value>,
 ) -> Result<(), DbErr> {
     use sea_orm::sea_query::Expr;
-    let value = progress
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(|e| DbErr::Custom(format!("sync progress: {e}")))?;
     Account::update_many()
-        .col_expr(account::Column::SyncProgress, Expr::value(value))
+        .col_expr(account::Column::SyncProgress, Expr::value(progress))
         .filter(account::Column::AccountId.eq(account_id))
         .exec(db)
         .await?;

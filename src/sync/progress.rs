@@ -352,6 +352,12 @@ mod tests {
     }
 
     #[test]
+    fn the_metric_knows_every_phase() {
+        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, crate::metrics::SYNC_PHASES);
+    }
+
+    #[test]
     fn concurrent_waits_count_once() {
         let mut waits = Waits::default();
         let t0 = Instant::now();

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first. Modules of one layer do not use each other.
 const LAYERS: &[&[&str]] = &[
+    &["errors"],
     &["config"],
     &["events"],
     &[
@@ -24,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["actors"],
     &["lifecycle"],
     &["http"],
-    &["app"],
+    &["app", "cli"],
 ];
 
 /// Items of the crate root usable from anywhere (plain functions).

@@ -292,8 +292,8 @@ async fn report_progress(core: &Core, account_id: i64, progress: &SyncProgress) 
 }
 
 async fn save_progress(core: &Core, account_id: i64, progress: &SyncProgress) {
-    let snapshot = progress.snapshot();
-    if let Err(err) = accounts::save_progress(&core.db, account_id, Some(&snapshot)).await {
+    let snapshot = serde_json::to_value(progress.snapshot()).ok();
+    if let Err(err) = accounts::save_progress(&core.db, account_id, snapshot).await {
         // Progress is a view: a missed second is shown by the next.
         tracing::debug!(account_id, error = %err, "could not store the sync progress");
     }
