@@ -335,7 +335,11 @@ where
         };
         match &bar {
             Some(bar) => {
-                let current = current_count(&snapshot);
+                // Writing: one step.
+                let current = snapshot.current().unwrap_or(Count {
+                    fetched: 1,
+                    total: Some(1),
+                });
                 bar.set_length(current.total.unwrap_or(current.fetched));
                 bar.set_position(current.fetched);
                 bar.set_message(progress_line(&snapshot));
@@ -353,26 +357,8 @@ where
     outcome
 }
 
-fn current_count(s: &Snapshot) -> Count {
-    use crate::sync::progress::Phase;
-    match s.phase {
-        Phase::Listings => s.listings,
-        Phase::Reservations => s.reservations,
-        Phase::Conversations => s.conversations,
-        Phase::Messages => s.message_threads,
-        Phase::Writing => Count {
-            fetched: 1,
-            total: Some(1),
-        },
-    }
-}
-
 /// `phase reservations · listings 8/8 · reservations 40/150 · … · ETA 11 s`
 pub fn progress_line(s: &Snapshot) -> String {
-    let count = |c: Count| match c.total {
-        Some(total) => format!("{}/{}", c.fetched, total),
-        None => c.fetched.to_string(),
-    };
     let eta = s
         .eta_secs
         .map(|eta| format!(" · ETA {eta:.0} s"))
@@ -381,10 +367,10 @@ pub fn progress_line(s: &Snapshot) -> String {
         "phase {} · listings {} · reservations {} · conversations {} · threads {} · \
          messages {} · {} requests · rate-limit wait {:.1} s{eta}",
         s.phase.as_str(),
-        count(s.listings),
-        count(s.reservations),
-        count(s.conversations),
-        count(s.message_threads),
+        s.listings,
+        s.reservations,
+        s.conversations,
+        s.message_threads,
         s.messages.fetched,
         s.requests,
         s.rate_limit_wait_secs,

@@ -56,6 +56,16 @@ pub struct Count {
     pub total: Option<u64>,
 }
 
+/// `fetched/total`, or `fetched` while no total is known.
+impl std::fmt::Display for Count {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.total {
+            Some(total) => write!(f, "{}/{total}", self.fetched),
+            None => write!(f, "{}", self.fetched),
+        }
+    }
+}
+
 /// What the account API shows under `sync.progress` and the CLI draws.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = SyncProgress)]
@@ -78,6 +88,19 @@ pub struct Snapshot {
     /// The current phase's remaining time at its rate so far; `null` until
     /// its total is known (later phases' totals are not known yet).
     pub eta_secs: Option<f64>,
+}
+
+impl Snapshot {
+    /// The count the current phase walks (`None` while writing).
+    pub fn current(&self) -> Option<Count> {
+        match self.phase {
+            Phase::Listings => Some(self.listings),
+            Phase::Reservations => Some(self.reservations),
+            Phase::Conversations => Some(self.conversations),
+            Phase::Messages => Some(self.message_threads),
+            Phase::Writing => None,
+        }
+    }
 }
 
 /// Unknown total.
@@ -207,14 +230,7 @@ impl SyncProgress {
 
     pub fn snapshot(&self) -> Snapshot {
         let (phase, since) = *self.lock_phase();
-        let current = match phase {
-            Phase::Listings => Some(self.listings.get()),
-            Phase::Reservations => Some(self.reservations.get()),
-            Phase::Conversations => Some(self.conversations.get()),
-            Phase::Messages => Some(self.message_threads.get()),
-            Phase::Writing => None,
-        };
-        Snapshot {
+        let mut snapshot = Snapshot {
             phase,
             mode: self.mode,
             dry_run: self.dry_run,
@@ -229,24 +245,24 @@ impl SyncProgress {
             rate_limit_wait_secs: round_ms(
                 self.waits.lock().unwrap_or_else(|e| e.into_inner()).total,
             ),
-            eta_secs: current.and_then(|count| eta(count, since.elapsed())),
-        }
+            eta_secs: None,
+        };
+        snapshot.eta_secs = snapshot
+            .current()
+            .and_then(|count| eta(count, since.elapsed()));
+        snapshot
     }
 
     /// The line logged every `sync.progress_log_secs`.
     pub fn log(&self, account_id: i64) {
         let s = self.snapshot();
-        let shown = |c: Count| match c.total {
-            Some(total) => format!("{}/{}", c.fetched, total),
-            None => c.fetched.to_string(),
-        };
         tracing::info!(
             account_id,
             phase = s.phase.as_str(),
-            listings = shown(s.listings),
-            reservations = shown(s.reservations),
-            conversations = shown(s.conversations),
-            message_threads = shown(s.message_threads),
+            listings = %s.listings,
+            reservations = %s.reservations,
+            conversations = %s.conversations,
+            message_threads = %s.message_threads,
             messages = s.messages.fetched,
             requests = s.requests,
             rate_limit_wait_secs = s.rate_limit_wait_secs,
