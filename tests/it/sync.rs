@@ -109,7 +109,7 @@ async fn a_running_sync_shows_its_phase_counts_and_eta_and_a_waited_sync_answers
     .await;
     create_account(&app, 1001, "secret").await;
     app.sim().state().set_faults(hostaway_sim::Faults {
-        latency_ms: 100,
+        latency_ms: 300,
         ..hostaway_sim::Faults::default()
     });
     let waited = app
