@@ -15,7 +15,10 @@
 //! drives the service at 1, 16 and 64 connections, and on PostgreSQL
 //! `pgbench` measures the single-row upsert ceiling of the same database in
 //! the same run (1 and 16 clients); the ratios to it are printed (section
-//! `ingest-external` of docs/PERFORMANCE.md).
+//! `ingest-external` of docs/PERFORMANCE.md). A `BENCH_BASELINE_BIN` runs
+//! there too, before this build, against the same ceiling. `BENCH_PROFILE=PREFIX`
+//! records a system-wide `perf` profile of each 64-connection run and writes
+//! its flame graph to `PREFIX-<backend>.svg` (see `common::external::Profile`).
 
 mod common;
 
@@ -129,6 +132,18 @@ impl Build {
         }
     }
 
+    /// The settings this build runs with on `db`.
+    fn env(&self, db: &Database) -> Vec<(&str, &str)> {
+        match db {
+            Database::Sqlite { .. } => self
+                .sqlite_env
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            Database::Postgres { .. } => Vec::new(),
+        }
+    }
+
     fn baseline() -> Option<Build> {
         let bin = std::env::var("BENCH_BASELINE_BIN").ok()?;
         let config = std::env::var("BENCH_BASELINE_CONFIG")
@@ -150,14 +165,7 @@ impl Build {
 
 async fn run_backend(db: &Database, build: &Build, clients: usize, seconds: u64) -> Figures {
     println!("== {}{}: starting the service", db.name(), build.label);
-    let env: Vec<(&str, &str)> = match db {
-        Database::Sqlite { .. } => build
-            .sqlite_env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect(),
-        Database::Postgres { .. } => Vec::new(),
-    };
+    let env = build.env(db);
     let mut service = common::start_service_with(&build.bin, &build.config, db, &env);
     let http = reqwest::Client::new();
     common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
@@ -364,7 +372,9 @@ fn main() {
 
 /// One backend under `wrk`, and PostgreSQL's own ceiling beside it.
 struct External {
-    backend: &'static str,
+    backend: String,
+    /// With `BENCH_PROFILE`: CPU samples by program during the 64-connection run.
+    shares: Vec<(String, f64)>,
     runs: Vec<common::external::Wrk>,
     /// received→applied p99 (ms) of the 64-connection run.
     applied_p99_ms: f64,
@@ -387,16 +397,30 @@ fn external_main(seconds: u64) {
     let results: Vec<External> = runtime.block_on(async {
         sync_hostaway::install_tls_provider();
         let mut all = Vec::new();
+        let baseline = Build::baseline();
+        let this = Build::this();
         let backends = std::env::var("BENCH_BACKENDS").unwrap_or("postgres,sqlite".into());
         for name in backends.split(',').map(str::trim) {
-            let db = match name {
-                "postgres" => Database::postgres(),
-                "sqlite" => Some(Database::sqlite()),
+            let backend: fn() -> Option<Database> = match name {
+                "postgres" => Database::postgres,
+                "sqlite" => || Some(Database::sqlite()),
                 other => panic!("BENCH_BACKENDS: unknown backend `{other}`"),
             };
-            let Some(db) = db else { continue };
-            all.push(external_backend(&db, seconds).await);
-            db.cleanup().await;
+            // The ceiling once per backend, then each build on a fresh
+            // database (a baseline first), all in the same run.
+            let mut ceiling = None;
+            for build in baseline.iter().chain([&this]) {
+                let Some(db) = backend() else { continue };
+                if let (None, Database::Postgres { url, .. }) = (ceiling, &db) {
+                    println!("== {}: pgbench ceiling", db.name());
+                    ceiling = Some((
+                        common::external::pgbench_upserts(url, 1, seconds),
+                        common::external::pgbench_upserts(url, 16, seconds),
+                    ));
+                }
+                all.push(external_backend(&db, build, seconds, ceiling).await);
+                db.cleanup().await;
+            }
         }
         all
     });
@@ -441,23 +465,36 @@ fn external_main(seconds: u64) {
             r.backend, r.applied_p99_ms
         ));
     }
+    for r in results.iter().filter(|r| !r.shares.is_empty()) {
+        text.push_str(&format!(
+            "\nCPU samples during the 64-connection run, {}: {}.\n",
+            r.backend,
+            format_shares(&r.shares)
+        ));
+    }
     println!("{text}");
     common::write_section("ingest-external", &text);
 }
 
-async fn external_backend(db: &Database, seconds: u64) -> External {
-    println!(
-        "== {}: pgbench ceiling, then the service under wrk",
-        db.name()
-    );
-    let ceiling = match db {
-        Database::Postgres { url, .. } => Some((
-            common::external::pgbench_upserts(url, 1, seconds),
-            common::external::pgbench_upserts(url, 16, seconds),
-        )),
-        Database::Sqlite { .. } => None,
-    };
-    let mut service = common::start_service(db, &[]);
+/// `program 41 %, ...` (the five largest).
+fn format_shares(shares: &[(String, f64)]) -> String {
+    shares
+        .iter()
+        .take(5)
+        .map(|(program, share)| format!("{program} {:.0} %", share * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn external_backend(
+    db: &Database,
+    build: &Build,
+    seconds: u64,
+    ceiling: Option<(f64, f64)>,
+) -> External {
+    println!("== {}{}: the service under wrk", db.name(), build.label);
+    let env = build.env(db);
+    let mut service = common::start_service_with(&build.bin, &build.config, db, &env);
     let http = reqwest::Client::new();
     common::create_accounts(&http, &service, FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS).await;
     let conn = db.connect().await;
@@ -466,10 +503,22 @@ async fn external_backend(db: &Database, seconds: u64) -> External {
     applied_latencies(&conn, 0..0).await;
     let mut runs = Vec::new();
     let mut applied_p99_ms = f64::NAN;
+    let mut shares = Vec::new();
     for (i, connections) in [1usize, 16, 64].into_iter().enumerate() {
         let first = 100_000_000 * (i as i64 + 1);
         println!("wrk: {connections} connections for {seconds} s");
+        let profile = (connections == 64)
+            .then(|| {
+                let name = format!("{}{}", db.name(), build.label.replace([' ', '(', ')'], ""));
+                common::external::Profile::start(seconds.saturating_sub(1).max(1), &name)
+            })
+            .flatten();
         runs.push(common::external::wrk(&url, connections, seconds, first));
+        if let Some(profile) = profile {
+            let title = format!("ingest, {}{}, 64 connections", db.name(), build.label);
+            shares = profile.finish(&title);
+            println!("  samples by program: {}", format_shares(&shares));
+        }
         let applied = applied_latencies(&conn, first..first + 100_000_000).await;
         if connections == 64 {
             applied_p99_ms = percentile(&applied, 0.99);
@@ -477,8 +526,9 @@ async fn external_backend(db: &Database, seconds: u64) -> External {
     }
     service.terminate();
     External {
-        backend: db.name(),
+        backend: format!("{}{}", db.name(), build.label),
         runs,
+        shares,
         applied_p99_ms,
         ceiling,
     }

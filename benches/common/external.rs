@@ -171,3 +171,114 @@ pub fn pgbench_upserts(url: &str, clients: usize, seconds: u64) -> f64 {
             )
         })
 }
+
+/// A system-wide `perf record` (every process: the service, PostgreSQL,
+/// the load generator) running beside a load; `finish` writes a flame graph
+/// (`inferno`) and returns each program's share of the samples.
+pub struct Profile {
+    child: std::process::Child,
+    data: tempfile::TempDir,
+    svg: std::path::PathBuf,
+}
+
+impl Profile {
+    /// Starts recording for `seconds` when `BENCH_PROFILE` is set: the flame
+    /// graph goes to `$BENCH_PROFILE-<name>.svg`, its folded stacks beside it
+    /// in `.folded` (needs `perf`,
+    /// `inferno-collapse-perf` and `inferno-flamegraph`).
+    pub fn start(seconds: u64, name: &str) -> Option<Profile> {
+        let prefix = std::env::var("BENCH_PROFILE").ok()?;
+        let svg = std::path::PathBuf::from(format!("{prefix}-{name}.svg"));
+        for tool in ["perf", "inferno-collapse-perf", "inferno-flamegraph"] {
+            assert!(
+                have(tool),
+                "BENCH_PROFILE needs {tool} (apt-get install -y linux-perf; cargo install inferno)"
+            );
+        }
+        let data = tempfile::tempdir().expect("temp dir");
+        let child = Command::new("perf")
+            .args([
+                "record",
+                "-a",
+                "-F",
+                "199",
+                "--call-graph",
+                "dwarf,16384",
+                "-q",
+                "-o",
+            ])
+            .arg(data.path().join("perf.data"))
+            .args(["--", "sleep"])
+            .arg(seconds.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("perf runs");
+        Some(Profile { child, data, svg })
+    }
+
+    /// Waits for the recording, writes the flame graph, and returns the
+    /// share of samples per program, largest first.
+    pub fn finish(mut self, title: &str) -> Vec<(String, f64)> {
+        let _ = self.child.wait();
+        let data = self.data.path().join("perf.data");
+        let script = Command::new("perf")
+            .arg("script")
+            .arg("-i")
+            .arg(&data)
+            .output()
+            .expect("perf script");
+        let collapsed = pipe("inferno-collapse-perf", &[], &script.stdout);
+        let svg = pipe(
+            "inferno-flamegraph",
+            &["--title", title, "--width", "1600"],
+            &collapsed,
+        );
+        std::fs::write(&self.svg, svg).expect("flame graph written");
+        std::fs::write(self.svg.with_extension("folded"), &collapsed).expect("stacks written");
+        println!("flame graph: {}", self.svg.display());
+        // Samples per process, named by its main thread's command (read
+        // while the processes still run: the service, PostgreSQL, wrk).
+        let pids = Command::new("perf")
+            .args(["script", "-F", "pid", "-i"])
+            .arg(&data)
+            .output()
+            .expect("perf script");
+        let mut by_program: std::collections::HashMap<String, f64> = Default::default();
+        let mut total: f64 = 0.0;
+        let mut names: std::collections::HashMap<String, String> = Default::default();
+        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+            let program = names.entry(pid.to_string()).or_insert_with(|| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim().to_string())
+                    .unwrap_or_else(|_| if pid == "0" { "idle" } else { "other" }.to_string())
+            });
+            *by_program.entry(program.clone()).or_default() += 1.0;
+            total += 1.0;
+        }
+        let mut shares: Vec<(String, f64)> = by_program
+            .into_iter()
+            .map(|(program, n)| (program, n / total.max(1.0)))
+            .collect();
+        shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+        shares
+    }
+}
+
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let output = child.wait_with_output().expect("output");
+    let _ = writer.join();
+    output.stdout
+}

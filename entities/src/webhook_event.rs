@@ -14,7 +14,9 @@ pub struct Model {
     /// The object the event is about (`reservation:123`): a delivery equal to
     /// the latest stored event of its object is a redelivery.
     pub entity_key: Option<String>,
-    #[sea_orm(column_type = "JsonBinary")]
+    /// `json` on PostgreSQL (the text as received; see the migration
+    /// `m20261204_000001_inbox_payload_text`), text on SQLite.
+    #[sea_orm(column_type = "Json")]
     pub payload: Json,
     /// `pending`, `processed`, `failed` (dead letter) or `ignored`.
     pub status: String,

@@ -10,6 +10,7 @@ mod m20261201_000001_tenant_keys;
 mod m20261202_000001_cluster;
 mod m20261202_000002_chores;
 mod m20261203_000001_sync_progress;
+mod m20261204_000001_inbox_payload_text;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_cluster::Migration),
             Box::new(m20261202_000002_chores::Migration),
             Box::new(m20261203_000001_sync_progress::Migration),
+            Box::new(m20261204_000001_inbox_payload_text::Migration),
         ]
     }
 }

@@ -15,7 +15,6 @@ use super::router::{AccountRouter, Dispatch};
 use super::traced::{TraceExt, context_of};
 use crate::context::ClusterMember;
 use crate::metrics::Metrics;
-use crate::store::begin_write;
 use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
 use crate::telemetry::traceparent_of;
 
@@ -134,9 +133,7 @@ async fn append(
     events: &[NewEvent],
     cluster: Option<&ClusterMember>,
 ) -> Result<Vec<Appended>, sea_orm::DbErr> {
-    let tx = begin_write(db).await?;
-    let results = inbox::append(&tx, events).await?;
-    tx.commit().await?;
+    let results = inbox::append_committed(db, events).await?;
     if let Some(member) = cluster {
         // Committed: the owners may read the rows now.
         member.announce_inbox(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
 use tracing::{Instrument, Span};
 
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
@@ -211,6 +211,15 @@ async fn commit_items<W: EntityWrites>(
 ) -> Result<Vec<Vec<Key>>, DbErr> {
     let _timer = metrics.db_timer(W::OPERATION);
     let tx = begin_write(db).await?;
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // The mirror is derived from the inbox, which is durable: this
+        // commit need not wait for its WAL flush. A server crash can lose
+        // only whole transactions, the inbox rows they settle included, so
+        // those rows are still pending and applied again (idempotently);
+        // the next synchronous commit (any inbox append) flushes it anyway.
+        tx.execute_unprepared("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
     check_fences(&tx, items.iter().filter_map(|i| i.fence.as_ref())).await?;
     let now = Utc::now();
     let (written, total) = W::apply(&tx, items.iter().map(|i| &i.op).collect(), now).await?;

@@ -151,23 +151,43 @@ pub mod de {
 /// Serializes JSON with object keys sorted at every level, so equal objects
 /// always produce equal text (dedupe keys, SQLite comparisons).
 pub fn canonical_json(value: &Value) -> String {
-    fn sorted(value: &Value) -> Value {
-        match value {
-            Value::Object(map) => {
-                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
+    let mut text = Vec::with_capacity(256);
+    write_canonical(value, &mut text).expect("writing to a Vec cannot fail");
+    // Only serde_json's own output and ASCII punctuation were written.
+    String::from_utf8(text).expect("JSON text is UTF-8")
+}
+
+/// `canonical_json` written to `out` as it is produced: no copy of the
+/// value, no intermediate string (a dedupe key hashes it on the fly).
+pub fn write_canonical<W: std::io::Write>(value: &Value, out: &mut W) -> std::io::Result<()> {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            // Already in order unless serde_json keeps insertion order.
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.write_all(b"{")?;
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                serde_json::to_writer(&mut *out, key)?;
+                out.write_all(b":")?;
+                write_canonical(item, out)?;
             }
-            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-            other => other.clone(),
+            out.write_all(b"}")
         }
+        Value::Array(items) => {
+            out.write_all(b"[")?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_all(b",")?;
+                }
+                write_canonical(item, out)?;
+            }
+            out.write_all(b"]")
+        }
+        scalar => Ok(serde_json::to_writer(out, scalar)?),
     }
-    sorted(value).to_string()
 }
 
 #[cfg(test)]
@@ -226,5 +246,12 @@ mod tests {
             canonical_json(&a),
             r#"{"a":{"c":[{"x":2,"y":1}],"d":2},"b":1}"#
         );
+        // Escapes, non-ASCII, numbers and nulls come out as serde_json
+        // writes them (stored dedupe keys stay valid across versions).
+        let c: Value = serde_json::from_str(
+            r#"{"z":"line\nbreak \"q\" \u00e9 \u2028","n":-1.5e3,"big":18446744073709551615,"e":[],"o":{},"t":true,"u":null}"#,
+        )
+        .unwrap();
+        assert_eq!(canonical_json(&c), c.to_string());
     }
 }

@@ -6,7 +6,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::decode;
-use super::decode::canonical_json;
 
 pub use crate::events::{EventKind, EventType};
 
@@ -121,11 +120,22 @@ pub fn entity_key(kind: Option<EventKind>, entity: Option<&Value>, dedupe_key: &
 /// SHA-256 over the event type and the canonical JSON of the entity: the same
 /// change delivered twice has the same key.
 pub fn dedupe_key(event: &str, entity: &Value) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(event.as_bytes());
-    hasher.update(b"\n");
-    hasher.update(canonical_json(entity).as_bytes());
-    format!("{:x}", hasher.finalize())
+    /// Feeds the hash as the text is written.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut hasher = Hashing(Sha256::new());
+    hasher.0.update(event.as_bytes());
+    hasher.0.update(b"\n");
+    decode::write_canonical(entity, &mut hasher).expect("hashing cannot fail");
+    format!("{:x}", hasher.0.finalize())
 }
 
 /// A stored event, ready to apply.
@@ -159,6 +169,18 @@ pub fn decode_event(event_type: &str, body: &Value) -> Result<WebhookEvent, Stri
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_dedupe_key_hashes_the_event_and_the_canonical_entity() {
+        let entity = json!({"id": 7, "guestName": "Zoë", "b": [1, {"y": 2, "x": null}]});
+        let mut hasher = Sha256::new();
+        hasher.update(b"reservation.updated\n");
+        hasher.update(decode::canonical_json(&entity).as_bytes());
+        assert_eq!(
+            dedupe_key("reservation.updated", &entity),
+            format!("{:x}", hasher.finalize())
+        );
+    }
 
     #[test]
     fn both_envelopes_yield_the_entity_and_the_same_key() {

@@ -190,11 +190,13 @@ async fn accept(
     let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
     })?;
+    let mut changed = false;
     if decode::may_hold_nul(&body) {
         // JSONB cannot store NUL: normalised the same on both backends.
         let replaced = decode::replace_nul(&mut value);
         if replaced > 0 {
             ctx.metrics.webhook_nul_replaced.inc_by(replaced as u64);
+            changed = true;
         }
     }
     let delivery = parse_delivery(value)
@@ -238,6 +240,11 @@ async fn accept(
         object_type: delivery.object.clone(),
         dedupe_key: delivery.dedupe_key.clone(),
         entity_key: delivery.entity_key.clone(),
+        // Parsed once: the bytes received are stored as they came (the
+        // parser checked they are UTF-8), unless NULs were replaced.
+        text: (!changed)
+            .then(|| String::from_utf8(body.to_vec()).ok())
+            .flatten(),
         payload: delivery.body,
         status,
         // The ingest actor records its append span's context here.

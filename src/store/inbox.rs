@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr, QueryResult};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -54,6 +54,9 @@ pub struct NewEvent {
     /// The object the event is about (see `hostaway::webhook::entity_key`).
     pub entity_key: String,
     pub payload: Value,
+    /// The JSON text to store when it is at hand (the bytes received, when
+    /// nothing in them was changed); otherwise `payload` is serialized.
+    pub text: Option<String>,
     /// `Pending` for events to apply, `Ignored` for events kept only for the record.
     pub status: EventStatus,
     /// Set by the ingest actor from the event's append span.
@@ -134,94 +137,243 @@ pub async fn append<C: ConnectionTrait>(
     conn: &C,
     events: &[NewEvent],
 ) -> Result<Vec<Appended>, DbErr> {
-    let mut results = vec![Appended::Duplicate; events.len()];
-    // In-batch redeliveries; the rest are candidates, the first of each
-    // object also checked against the table.
-    let mut last_in_batch: HashMap<(i64, &str), &str> = HashMap::new();
-    let mut candidates: Vec<(usize, bool)> = Vec::with_capacity(events.len());
-    for (index, event) in events.iter().enumerate() {
-        let object = (event.account_id, event.entity_key.as_str());
-        match last_in_batch.insert(object, event.dedupe_key.as_str()) {
-            Some(previous) if previous == event.dedupe_key => {}
-            Some(_) => candidates.push((index, false)),
-            None => candidates.push((index, true)),
-        }
+    let plan = Plan::of(conn.get_database_backend(), events);
+    plan.run(conn, events).await
+}
+
+/// `append`, durably, on the pool: a batch that is one statement on
+/// PostgreSQL is committed as that statement alone (no `BEGIN`/`COMMIT`
+/// round trips; one statement is atomic by itself); several statements, or
+/// SQLite (which takes its write lock up front), in one transaction.
+pub async fn append_committed(
+    db: &sea_orm::DatabaseConnection,
+    events: &[NewEvent],
+) -> Result<Vec<Appended>, DbErr> {
+    let backend = db.get_database_backend();
+    let plan = Plan::of(backend, events);
+    if backend == DbBackend::Postgres && plan.ranges.len() <= 1 {
+        return plan.run(db, events).await;
     }
-    let texts: Vec<String> = candidates
-        .iter()
-        .map(|(i, _)| events[*i].payload.to_string())
-        .collect();
-    let sizes: Vec<usize> = texts.iter().map(String::len).collect();
-    let mut texts = texts.into_iter();
-    let backend = conn.get_database_backend();
-    for range in chunk_by_size(backend, &sizes) {
-        let chunk = &candidates[range];
-        let mut sql = Sql::new(backend);
-        sql.push(
-            "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, entity_key, \
-             payload, status, attempts, traceparent, received_at) \
-             SELECT column1, column2, column3, column4, column5, column6, column7, 0, column8, column9 \
-             FROM (VALUES ",
-        );
-        for (i, (index, first)) in chunk.iter().enumerate() {
-            let event = &events[*index];
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(event.account_id)
-                .push(", ")
-                .bind(event.event_type.clone())
-                .push(", ")
-                .bind(event.object_type.clone())
-                .push(", ")
-                .bind(event.dedupe_key.clone())
-                .push(", ")
-                .bind(event.entity_key.clone())
-                .push(", ")
-                .bind_json(texts.next().unwrap_or_default())
-                .push(", ")
-                .bind(event.status.as_str())
-                .push(", ")
-                .bind(event.traceparent.clone())
-                .push(", ")
-                .bind(event.received_at)
-                .push(", ")
-                .bind(*first)
-                .push(")");
-        }
-        // A candidate first in its batch is a redelivery when the latest
-        // stored event of its object has its key.
-        sql.push(
-            ") AS v WHERE NOT (column10 AND EXISTS (SELECT 1 FROM webhook_events w \
-             WHERE w.id = (SELECT MAX(x.id) FROM webhook_events x \
-                           WHERE x.account_id = v.column1 AND x.entity_key = v.column5) \
-             AND w.dedupe_key = v.column4)) RETURNING id, account_id, entity_key",
-        );
-        let mut stored: HashMap<(i64, String), Vec<i64>> = HashMap::new();
-        for row in conn.query_all_raw(sql.build()).await? {
-            let id: i64 = row.try_get_by_index(0)?;
-            let account_id: i64 = row.try_get_by_index(1)?;
-            let object: String = row.try_get_by_index(2)?;
-            stored.entry((account_id, object)).or_default().push(id);
-        }
-        // Ids follow the VALUES order; of an object's candidates only the
-        // first can have been dropped.
-        let mut of_object: HashMap<(i64, String), Vec<usize>> = HashMap::new();
-        for (index, _) in chunk {
-            let event = &events[*index];
-            of_object
-                .entry((event.account_id, event.entity_key.clone()))
-                .or_default()
-                .push(*index);
-        }
-        for (object, indexes) in of_object {
-            let mut ids = stored.remove(&object).unwrap_or_default();
-            ids.sort_unstable();
-            let skip = indexes.len().saturating_sub(ids.len());
-            for (index, id) in indexes.into_iter().skip(skip).zip(ids) {
-                results[index] = Appended::Stored(id);
+    let tx = super::begin_write(db).await?;
+    let results = plan.run(&tx, events).await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The statements an append takes: which events are candidates (the rest
+/// repeat the event before them for their object in the same batch) and
+/// how they are cut into statements.
+struct Plan {
+    backend: DbBackend,
+    /// `(index into events, first of its object in the batch)`.
+    candidates: Vec<(usize, bool)>,
+    /// Each candidate's JSON text: the bytes received when known.
+    texts: Vec<String>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Plan {
+    fn of(backend: DbBackend, events: &[NewEvent]) -> Plan {
+        let mut last_in_batch: HashMap<(i64, &str), &str> = HashMap::new();
+        let mut candidates: Vec<(usize, bool)> = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let object = (event.account_id, event.entity_key.as_str());
+            match last_in_batch.insert(object, event.dedupe_key.as_str()) {
+                Some(previous) if previous == event.dedupe_key => {}
+                Some(_) => candidates.push((index, false)),
+                None => candidates.push((index, true)),
             }
         }
+        let texts: Vec<String> = candidates
+            .iter()
+            .map(|(i, _)| {
+                let event = &events[*i];
+                event
+                    .text
+                    .clone()
+                    .unwrap_or_else(|| event.payload.to_string())
+            })
+            .collect();
+        let sizes: Vec<usize> = texts.iter().map(String::len).collect();
+        let ranges = chunk_by_size(backend, &sizes);
+        Plan {
+            backend,
+            candidates,
+            texts,
+            ranges,
+        }
     }
-    Ok(results)
+
+    async fn run<C: ConnectionTrait>(
+        self,
+        conn: &C,
+        events: &[NewEvent],
+    ) -> Result<Vec<Appended>, DbErr> {
+        let mut results = vec![Appended::Duplicate; events.len()];
+        let mut texts = self.texts.into_iter();
+        for range in self.ranges {
+            let chunk = &self.candidates[range];
+            let texts: Vec<String> = texts.by_ref().take(chunk.len()).collect();
+            let statement = match self.backend {
+                DbBackend::Postgres => unnest_insert(events, chunk, texts),
+                _ => values_insert(self.backend, events, chunk, texts),
+            };
+            let mut stored: HashMap<(i64, String), Vec<i64>> = HashMap::new();
+            for row in conn.query_all_raw(statement).await? {
+                let id: i64 = row.try_get_by_index(0)?;
+                let account_id: i64 = row.try_get_by_index(1)?;
+                let object: String = row.try_get_by_index(2)?;
+                stored.entry((account_id, object)).or_default().push(id);
+            }
+            // Ids follow the input order; of an object's candidates only the
+            // first can have been dropped.
+            let mut of_object: HashMap<(i64, &str), Vec<usize>> = HashMap::new();
+            for (index, _) in chunk {
+                let event = &events[*index];
+                of_object
+                    .entry((event.account_id, event.entity_key.as_str()))
+                    .or_default()
+                    .push(*index);
+            }
+            for ((account_id, object), indexes) in of_object {
+                let mut ids = stored
+                    .remove(&(account_id, object.to_string()))
+                    .unwrap_or_default();
+                ids.sort_unstable();
+                let skip = indexes.len().saturating_sub(ids.len());
+                for (index, id) in indexes.into_iter().skip(skip).zip(ids) {
+                    results[index] = Appended::Stored(id);
+                }
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// A candidate first in its batch is a redelivery when the latest stored
+/// event of its object has its key (`v` names the candidate's columns).
+const NOT_A_REDELIVERY: &str = "NOT (v.first AND EXISTS (SELECT 1 FROM webhook_events w \
+     WHERE w.id = (SELECT MAX(x.id) FROM webhook_events x \
+                   WHERE x.account_id = v.account_id AND x.entity_key = v.entity_key) \
+     AND w.dedupe_key = v.dedupe_key))";
+
+/// PostgreSQL: one statement of the same text whatever the batch's size
+/// (one array parameter per column), so each connection prepares and plans
+/// it once and reuses it.
+fn unnest_insert(events: &[NewEvent], chunk: &[(usize, bool)], texts: Vec<String>) -> Statement {
+    let picked = || chunk.iter().map(|(i, _)| &events[*i]);
+    let optional = |value: Option<&String>| (value.is_some(), value.cloned().unwrap_or_default());
+    let (has_object, objects): (Vec<bool>, Vec<String>) =
+        picked().map(|e| optional(e.object_type.as_ref())).unzip();
+    let (has_trace, traces): (Vec<bool>, Vec<String>) =
+        picked().map(|e| optional(e.traceparent.as_ref())).unzip();
+    let mut sql = Sql::new(DbBackend::Postgres);
+    sql.push(
+        "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, entity_key, \
+         payload, status, attempts, traceparent, received_at) \
+         SELECT v.account_id, v.event_type, CASE WHEN v.has_object THEN v.object_type END, \
+         v.dedupe_key, v.entity_key, v.payload::json, v.status, 0, \
+         CASE WHEN v.has_trace THEN v.traceparent END, v.received_at FROM unnest(",
+    )
+    .bind(picked().map(|e| e.account_id).collect::<Vec<i64>>())
+    .push("::bigint[], ")
+    .bind(
+        picked()
+            .map(|e| e.event_type.clone())
+            .collect::<Vec<String>>(),
+    )
+    .push("::text[], ")
+    .bind(objects)
+    .push("::text[], ")
+    .bind(has_object)
+    .push("::bool[], ")
+    .bind(
+        picked()
+            .map(|e| e.dedupe_key.clone())
+            .collect::<Vec<String>>(),
+    )
+    .push("::text[], ")
+    .bind(
+        picked()
+            .map(|e| e.entity_key.clone())
+            .collect::<Vec<String>>(),
+    )
+    .push("::text[], ")
+    .bind(texts)
+    .push("::text[], ")
+    .bind(
+        picked()
+            .map(|e| e.status.as_str().to_string())
+            .collect::<Vec<String>>(),
+    )
+    .push("::text[], ")
+    .bind(traces)
+    .push("::text[], ")
+    .bind(has_trace)
+    .push("::bool[], ")
+    .bind(
+        picked()
+            .map(|e| e.received_at)
+            .collect::<Vec<DateTime<Utc>>>(),
+    )
+    .push("::timestamptz[], ")
+    .bind(chunk.iter().map(|(_, first)| *first).collect::<Vec<bool>>())
+    .push(
+        "::bool[]) WITH ORDINALITY AS v(account_id, event_type, object_type, has_object, \
+         dedupe_key, entity_key, payload, status, traceparent, has_trace, received_at, first, ord) \
+         WHERE ",
+    )
+    .push(NOT_A_REDELIVERY)
+    .push(" ORDER BY v.ord RETURNING id, account_id, entity_key");
+    sql.build()
+}
+
+/// SQLite: a multi-row `VALUES` list (its lengths are powers of two, see
+/// `chunk_by_size`).
+fn values_insert(
+    backend: DbBackend,
+    events: &[NewEvent],
+    chunk: &[(usize, bool)],
+    texts: Vec<String>,
+) -> Statement {
+    let mut sql = Sql::new(backend);
+    sql.push(
+        "INSERT INTO webhook_events (account_id, event_type, object_type, dedupe_key, entity_key, \
+         payload, status, attempts, traceparent, received_at) \
+         SELECT account_id, event_type, object_type, dedupe_key, entity_key, payload, status, 0, \
+         traceparent, received_at FROM (SELECT column1 AS account_id, column2 AS event_type, \
+         column3 AS object_type, column4 AS dedupe_key, column5 AS entity_key, column6 AS payload, \
+         column7 AS status, column8 AS traceparent, column9 AS received_at, column10 AS first \
+         FROM (VALUES ",
+    );
+    for (i, ((index, first), text)) in chunk.iter().zip(texts).enumerate() {
+        let event = &events[*index];
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .bind(event.account_id)
+            .push(", ")
+            .bind(event.event_type.clone())
+            .push(", ")
+            .bind(event.object_type.clone())
+            .push(", ")
+            .bind(event.dedupe_key.clone())
+            .push(", ")
+            .bind(event.entity_key.clone())
+            .push(", ")
+            .bind_json(text)
+            .push(", ")
+            .bind(event.status.as_str())
+            .push(", ")
+            .bind(event.traceparent.clone())
+            .push(", ")
+            .bind(event.received_at)
+            .push(", ")
+            .bind(*first)
+            .push(")");
+    }
+    sql.push(")) AS v WHERE ")
+        .push(NOT_A_REDELIVERY)
+        .push(" RETURNING id, account_id, entity_key");
+    sql.build()
 }
 
 const ROW_COLUMNS: &str =

@@ -70,6 +70,10 @@ pub async fn connect_with(
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
+        // A connection back from work a moment ago is not pinged again
+        // before its next use (a round trip per statement on the
+        // acknowledgement's path); one idle longer is.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false);
     if url.starts_with("sqlite:") {
         if let Some(dir) = sqlite_parent_dir(&url) {
@@ -97,7 +101,14 @@ pub async fn connect_with(
         // search_path as a startup parameter: no extra round trip per connection.
         let idle = idle_in_transaction.map(|d| format!("{}ms", d.as_millis().max(1)));
         options.map_sqlx_postgres_opts(move |opts| {
-            let opts = opts.options([("search_path", schema.clone())]);
+            // Generic plans: each statement is planned once per connection
+            // and reused. Custom plans re-plan every execution with its
+            // values (folding each JSON payload parameter into the plan),
+            // which cost PostgreSQL more than the writes themselves.
+            let opts = opts.options([
+                ("search_path", &schema[..]),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]);
             match &idle {
                 Some(idle) => opts.options([("idle_in_transaction_session_timeout", idle.clone())]),
                 None => opts,
@@ -116,6 +127,10 @@ async fn ensure_pg_schema(url: &str, schema: &str, timeout: Duration) -> Result<
         .max_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
+        // A connection back from work a moment ago is not pinged again
+        // before its next use (a round trip per statement on the
+        // acknowledgement's path); one idle longer is.
+        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     // `schema` is validated as a plain identifier when settings load.

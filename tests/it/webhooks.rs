@@ -333,6 +333,7 @@ async fn events_left_pending_while_stopped_are_applied_on_start(backend: Backend
                 traceparent: None,
                 received_at: chrono::Utc::now(),
                 size: 0,
+                text: None,
             }
         })
         .collect();
