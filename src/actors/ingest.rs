@@ -15,11 +15,14 @@ use super::router::{AccountRouter, Dispatch};
 use super::traced::{TraceExt, context_of};
 use crate::context::ClusterMember;
 use crate::metrics::Metrics;
+use crate::store::WriteGate;
 use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
 use crate::telemetry::traceparent_of;
 
 pub struct InboxJob {
     db: DatabaseConnection,
+    /// Shared with the writers (SQLite's one write lock).
+    gate: WriteGate,
     metrics: Arc<Metrics>,
     router: Addr<AccountRouter>,
     /// `faults.fail_inbox_event_types` (fault suite only).
@@ -32,6 +35,7 @@ pub struct InboxJob {
 impl InboxJob {
     pub fn new(
         db: DatabaseConnection,
+        gate: WriteGate,
         metrics: Arc<Metrics>,
         router: Addr<AccountRouter>,
         poison: Vec<String>,
@@ -39,6 +43,7 @@ impl InboxJob {
     ) -> Self {
         InboxJob {
             db,
+            gate,
             metrics,
             router,
             poison: Arc::new(poison),
@@ -57,6 +62,7 @@ impl BatchJob for InboxJob {
 
     fn commit(&self, items: Vec<(NewEvent, Span)>) -> LocalBoxFuture<'static, Committed<Self>> {
         let db = self.db.clone();
+        let gate = self.gate.clone();
         let metrics = self.metrics.clone();
         let router = self.router.clone();
         let poison = self.poison.clone();
@@ -82,6 +88,7 @@ impl BatchJob for InboxJob {
                 let stored = if events.iter().any(|e| poison.contains(&e.event_type)) {
                     Err(sea_orm::DbErr::Custom("injected inbox failure".into()))
                 } else {
+                    let _turn = gate.enter().await;
                     let _timer = metrics.db_timer("inbox_append");
                     append(&db, &events, cluster.as_deref()).await
                 };

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use actix::{Actor, Addr, Arbiter, Supervisor};
 
 use crate::context::Core;
+use crate::store::WriteGate;
 use cluster::{LeaseKeeper, Leave};
 use group_commit::GroupCommit;
 use ingest::{InboxJob, IngestActor};
@@ -66,9 +67,11 @@ impl ActorSystem {
         let mut arbiters: Vec<Arbiter> = (0..arbiter_count).map(|_| Arbiter::new()).collect();
         let handles = arbiters.iter().map(Arbiter::handle).collect();
         let writer_arbiter = Arbiter::new();
+        let gate = WriteGate::for_backend(core.db.get_database_backend());
         let writers = Writers::start(
             &writer_arbiter.handle(),
             &core.db,
+            &gate,
             &core.metrics,
             settings.webhooks.ingest_batch_max.get(),
         );
@@ -88,7 +91,14 @@ impl ActorSystem {
             let cluster = core.cluster.clone();
             Supervisor::start(move |_| {
                 GroupCommit::new(
-                    InboxJob::new(db, metrics.clone(), router, poison.clone(), cluster.clone()),
+                    InboxJob::new(
+                        db,
+                        gate,
+                        metrics.clone(),
+                        router,
+                        poison.clone(),
+                        cluster.clone(),
+                    ),
                     max_batch,
                     metrics,
                 )

@@ -21,7 +21,7 @@ use crate::events::EventType;
 use crate::metrics::Metrics;
 use crate::store::rows::{ListingRow, ReservationRow, ThreadMerge};
 use crate::store::upserts::{Key, Written};
-use crate::store::{begin_write, inbox, upserts};
+use crate::store::{WriteGate, begin_write, inbox, upserts};
 use crate::sync::MirrorWriter;
 
 use crate::store::write::check_fences;
@@ -184,19 +184,21 @@ impl EntityWrites for MessageThreads {
 /// The `BatchJob` of a writer actor.
 pub struct Writer<W: EntityWrites> {
     db: DatabaseConnection,
+    gate: WriteGate,
     metrics: Arc<Metrics>,
     backend: &'static str,
     _kind: PhantomData<W>,
 }
 
 impl<W: EntityWrites> Writer<W> {
-    pub fn new(db: DatabaseConnection, metrics: Arc<Metrics>) -> Self {
+    pub fn new(db: DatabaseConnection, gate: WriteGate, metrics: Arc<Metrics>) -> Self {
         let backend = match db.get_database_backend() {
             sea_orm::DbBackend::Postgres => "postgresql",
             _ => "sqlite",
         };
         Writer {
             db,
+            gate,
             metrics,
             backend,
             _kind: PhantomData,
@@ -206,9 +208,11 @@ impl<W: EntityWrites> Writer<W> {
 
 async fn commit_items<W: EntityWrites>(
     db: &DatabaseConnection,
+    gate: &WriteGate,
     metrics: &Metrics,
     items: &[&WriteItem<W::Op>],
 ) -> Result<Vec<Vec<Key>>, DbErr> {
+    let _turn = gate.enter().await;
     let _timer = metrics.db_timer(W::OPERATION);
     let tx = begin_write(db).await?;
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -298,6 +302,7 @@ impl<W: EntityWrites> BatchJob for Writer<W> {
 
     fn commit(&self, items: Vec<(Self::Item, Span)>) -> LocalBoxFuture<'static, Committed<Self>> {
         let db = self.db.clone();
+        let gate = self.gate.clone();
         let metrics = self.metrics.clone();
         let parent = items
             .first()
@@ -315,7 +320,7 @@ impl<W: EntityWrites> BatchJob for Writer<W> {
         Box::pin(
             async move {
                 let requests: Vec<&WriteItem<W::Op>> = items.iter().map(|(item, _)| item).collect();
-                match commit_items::<W>(&db, &metrics, &requests).await {
+                match commit_items::<W>(&db, &gate, &metrics, &requests).await {
                     Ok(written) => Ok(written),
                     Err(err) => Err((BatchError::from_db(&err), items)),
                 }
@@ -343,22 +348,31 @@ impl Writers {
     pub fn start(
         arbiter: &actix::ArbiterHandle,
         db: &DatabaseConnection,
+        gate: &WriteGate,
         metrics: &Arc<Metrics>,
         max_batch: usize,
     ) -> Self {
         use actix::Supervisor;
-        let (d1, m1) = (db.clone(), metrics.clone());
-        let (d2, m2) = (db.clone(), metrics.clone());
-        let (d3, m3) = (db.clone(), metrics.clone());
+        let (d1, g1, m1) = (db.clone(), gate.clone(), metrics.clone());
+        let (d2, g2, m2) = (db.clone(), gate.clone(), metrics.clone());
+        let (d3, g3, m3) = (db.clone(), gate.clone(), metrics.clone());
         Writers {
             listings: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(Writer::<Listings>::new(d1, m1.clone()), max_batch, m1)
+                GroupCommit::new(Writer::<Listings>::new(d1, g1, m1.clone()), max_batch, m1)
             }),
             reservations: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(Writer::<Reservations>::new(d2, m2.clone()), max_batch, m2)
+                GroupCommit::new(
+                    Writer::<Reservations>::new(d2, g2, m2.clone()),
+                    max_batch,
+                    m2,
+                )
             }),
             threads: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(Writer::<MessageThreads>::new(d3, m3.clone()), max_batch, m3)
+                GroupCommit::new(
+                    Writer::<MessageThreads>::new(d3, g3, m3.clone()),
+                    max_batch,
+                    m3,
+                )
             }),
         }
     }

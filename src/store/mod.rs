@@ -172,6 +172,29 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// On SQLite, the turn of the busy writers (the inbox appends and the three
+/// writers) at the database's one write lock: they queue here, in order,
+/// instead of in SQLite's busy handler, which sleeps in steps of up to
+/// 100 ms and so stretched the tails under load. Other, rare writes still
+/// wait in the busy handler. On PostgreSQL there is no gate.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(Option<std::sync::Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteGate {
+    pub fn for_backend(backend: DbBackend) -> Self {
+        WriteGate((backend == DbBackend::Sqlite).then(Default::default))
+    }
+
+    /// Waits for the turn; it lasts until the guard is dropped (after the
+    /// commit).
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(gate) => Some(gate.clone().lock_owned().await),
+            None => None,
+        }
+    }
+}
+
 /// A SQL string with positional parameters (`$1`, `$2`, ... work on both
 /// PostgreSQL and SQLite) and their values.
 pub(crate) struct Sql {

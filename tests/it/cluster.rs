@@ -367,6 +367,7 @@ crate::pg_test! {
         let writers = Writers::start(
             &actix::Arbiter::current(),
             &db,
+            &sync_hostaway::store::WriteGate::for_backend(db.get_database_backend()),
             &Arc::new(sync_hostaway::metrics::Metrics::new()),
             16,
         );
