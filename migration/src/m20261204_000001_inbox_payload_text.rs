@@ -12,33 +12,32 @@ use sea_orm_migration::prelude::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// Runs `sql` on PostgreSQL; on SQLite there is nothing to do.
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    manager.get_connection().execute_unprepared(sql).await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE webhook_events ALTER COLUMN payload TYPE json USING payload::json; \
-                 ALTER TABLE webhook_events SET (toast_tuple_target = 8160)",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "ALTER TABLE webhook_events ALTER COLUMN payload TYPE json USING payload::json; \
+             ALTER TABLE webhook_events SET (toast_tuple_target = 8160)",
+        )
+        .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
-            return Ok(());
-        }
-        manager
-            .get_connection()
-            .execute_unprepared(
-                "ALTER TABLE webhook_events RESET (toast_tuple_target); \
-                 ALTER TABLE webhook_events ALTER COLUMN payload TYPE jsonb USING payload::jsonb",
-            )
-            .await?;
-        Ok(())
+        on_postgres(
+            manager,
+            "ALTER TABLE webhook_events RESET (toast_tuple_target); \
+             ALTER TABLE webhook_events ALTER COLUMN payload TYPE jsonb USING payload::jsonb",
+        )
+        .await
     }
 }

@@ -120,22 +120,12 @@ pub fn entity_key(kind: Option<EventKind>, entity: Option<&Value>, dedupe_key: &
 /// SHA-256 over the event type and the canonical JSON of the entity: the same
 /// change delivered twice has the same key.
 pub fn dedupe_key(event: &str, entity: &Value) -> String {
-    /// Feeds the hash as the text is written.
-    struct Hashing(Sha256);
-    impl std::io::Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut hasher = Hashing(Sha256::new());
-    hasher.0.update(event.as_bytes());
-    hasher.0.update(b"\n");
+    let mut hasher = Sha256::new();
+    hasher.update(event.as_bytes());
+    hasher.update(b"\n");
+    // The hasher is an `io::Write`: the canonical text is hashed as it is written.
     decode::write_canonical(entity, &mut hasher).expect("hashing cannot fail");
-    format!("{:x}", hasher.0.finalize())
+    format!("{:x}", hasher.finalize())
 }
 
 /// A stored event, ready to apply.

@@ -243,8 +243,8 @@ async fn accept(
         // Parsed once: the bytes received are stored as they came (the
         // parser checked they are UTF-8), unless NULs were replaced.
         text: (!changed)
-            .then(|| String::from_utf8(body.to_vec()).ok())
-            .flatten(),
+            .then_some(&body)
+            .and_then(|b| String::from_utf8(b.to_vec()).ok()),
         payload: delivery.body,
         status,
         // The ingest actor records its append span's context here.

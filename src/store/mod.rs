@@ -127,10 +127,6 @@ async fn ensure_pg_schema(url: &str, schema: &str, timeout: Duration) -> Result<
         .max_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
-        // A connection back from work a moment ago is not pinged again
-        // before its next use (a round trip per statement on the
-        // acknowledgement's path); one idle longer is.
-        .test_before_acquire_if_idle_for(Duration::from_secs(1))
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     // `schema` is validated as a plain identifier when settings load.
