@@ -85,15 +85,21 @@ async fn wait_ready(http: &reqwest::Client, services: &[&Service]) {
 /// Database operations per acknowledged event, by operation, summed over
 /// `services` (their `/metrics`), e.g. `inbox_append 0.12`.
 async fn db_operations(http: &reqwest::Client, services: &[&Service], acked: u64) -> String {
-    let mut counts: std::collections::BTreeMap<String, f64> = Default::default();
+    // Per operation: (count, seconds) summed over the replicas.
+    let mut totals: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
     for service in services {
         let text = match http.get(service.url("/metrics")).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => continue,
         };
         for line in text.lines() {
-            let Some(rest) =
-                line.strip_prefix("sync_hostaway_db_operation_duration_seconds_count{")
+            let Some((rest, is_count)) = line
+                .strip_prefix("sync_hostaway_db_operation_duration_seconds_count{")
+                .map(|r| (r, true))
+                .or_else(|| {
+                    line.strip_prefix("sync_hostaway_db_operation_duration_seconds_sum{")
+                        .map(|r| (r, false))
+                })
             else {
                 continue;
             };
@@ -107,13 +113,24 @@ async fn db_operations(http: &reqwest::Client, services: &[&Service], acked: u64
                 .next()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.0);
-            *counts.entry(operation.to_string()).or_default() += value;
+            let entry = totals.entry(operation.to_string()).or_default();
+            if is_count {
+                entry.0 += value;
+            } else {
+                entry.1 += value;
+            }
         }
     }
-    counts
+    totals
         .iter()
-        .filter(|(_, n)| **n > 0.0)
-        .map(|(op, n)| format!("{op} {:.2}", n / acked.max(1) as f64))
+        .filter(|(_, (n, _))| *n > 0.0)
+        .map(|(op, (n, secs))| {
+            format!(
+                "{op} {:.2} ({:.2} ms each)",
+                n / acked.max(1) as f64,
+                secs * 1000.0 / n
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }

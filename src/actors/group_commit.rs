@@ -8,10 +8,11 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture,
-    Supervised, WrapFuture,
+    SpawnHandle, Supervised, WrapFuture,
 };
 use futures::future::LocalBoxFuture;
 use tokio::sync::oneshot;
@@ -32,6 +33,15 @@ pub trait BatchJob: 'static {
     const ACTOR: &'static str;
     /// Exported name of the per-request span.
     const ITEM_SPAN: &'static str;
+    /// A batch smaller than this may wait up to `LINGER` for more requests
+    /// to join it, so that a share of the load (several replicas, a quiet
+    /// moment) is still committed in batches rather than one by one...
+    const LINGER_BELOW: usize = 8;
+    const LINGER: Duration = Duration::from_millis(1);
+    /// ...under concurrent load only (the previous batch carried more than
+    /// one request), so that a lone caller who waits for the commit is not
+    /// delayed; or always, for work no caller is waiting on.
+    const LINGER_ALONE: bool = false;
 
     /// Commits `items` (each with its own span) together: one output per
     /// item, in order, or the error with the items handed back untouched, so
@@ -62,6 +72,10 @@ pub struct GroupCommit<J: BatchJob> {
     queue: VecDeque<Pending<J>>,
     committing: bool,
     max_batch: usize,
+    /// Size of the batch committed last (0 before the first).
+    last_batch: usize,
+    /// The pending linger timer, while a small batch waits for company.
+    lingering: Option<SpawnHandle>,
     metrics: Arc<Metrics>,
 }
 
@@ -72,16 +86,41 @@ impl<J: BatchJob> GroupCommit<J> {
             queue: VecDeque::new(),
             committing: false,
             max_batch: max_batch.max(1),
+            last_batch: 0,
+            lingering: None,
             metrics,
         }
     }
 
+    /// Commits the queue's head now, or lingers a moment while the load is
+    /// concurrent and the batch small.
     fn commit_next(&mut self, ctx: &mut Context<Self>) {
+        if self.committing || self.queue.is_empty() {
+            return;
+        }
+        let target = J::LINGER_BELOW.min(self.max_batch);
+        if (J::LINGER_ALONE || self.last_batch > 1) && self.queue.len() < target {
+            if self.lingering.is_none() {
+                self.lingering = Some(ctx.run_later(J::LINGER, |act, ctx| {
+                    act.lingering = None;
+                    act.commit_now(ctx);
+                }));
+            }
+            return;
+        }
+        if let Some(timer) = self.lingering.take() {
+            ctx.cancel_future(timer);
+        }
+        self.commit_now(ctx);
+    }
+
+    fn commit_now(&mut self, ctx: &mut Context<Self>) {
         if self.committing || self.queue.is_empty() {
             return;
         }
         self.committing = true;
         let take = self.queue.len().min(self.max_batch);
+        self.last_batch = take;
         self.metrics
             .group_commit_batch
             .with_label_values(&[J::ACTOR])
@@ -137,6 +176,7 @@ impl<J: BatchJob> Actor for GroupCommit<J> {
 impl<J: BatchJob> Supervised for GroupCommit<J> {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         self.committing = false;
+        self.lingering = None;
         self.metrics
             .actor_restarts
             .with_label_values(&[J::ACTOR])

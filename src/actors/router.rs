@@ -111,12 +111,17 @@ struct RemoteFetch {
     /// Accounts whose last delivery the actor has not taken yet.
     delivering: std::collections::HashSet<i64>,
     running: bool,
+    /// A fetch is scheduled `FETCH_GATHER` from now.
+    gathering: bool,
 }
 
 /// Rows of one account per fetch; more are fetched by the next one.
 const FETCH_PER_ACCOUNT: u64 = 64;
 /// Accounts per fetch statement.
 const FETCH_ACCOUNTS: usize = 200;
+/// How long announcements gather before a fetch: under load one statement
+/// then serves the notifications of several remote batches, not one each.
+const FETCH_GATHER: Duration = Duration::from_millis(3);
 
 impl AccountRouter {
     pub fn new(
@@ -273,7 +278,20 @@ impl AccountRouter {
     /// Another replica stored rows for `account_id`: fetch them soon.
     fn announced(&mut self, ctx: &mut Context<Self>, account_id: i64) {
         self.fetch.due.insert(account_id);
-        self.fetch_due(ctx);
+        self.fetch_soon(ctx);
+    }
+
+    /// Fetches the due accounts `FETCH_GATHER` from now, unless a fetch is
+    /// running (it calls this again when done) or already scheduled.
+    fn fetch_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.fetch.running || self.fetch.gathering || self.fetch.due.is_empty() {
+            return;
+        }
+        self.fetch.gathering = true;
+        ctx.run_later(FETCH_GATHER, |act, ctx| {
+            act.fetch.gathering = false;
+            act.fetch_due(ctx);
+        });
     }
 
     /// Fetches the rows of the announced accounts (one statement) and hands
@@ -322,7 +340,7 @@ impl AccountRouter {
                             return;
                         }
                     }
-                    act.fetch_due(ctx);
+                    act.fetch_soon(ctx);
                 }),
         );
     }
@@ -347,7 +365,7 @@ impl AccountRouter {
             ctx.spawn(taken.into_actor(self).map(move |_, act, ctx| {
                 act.fetch.delivering.remove(&account_id);
                 if act.fetch.due.contains(&account_id) {
-                    act.fetch_due(ctx);
+                    act.fetch_soon(ctx);
                 }
             }));
         }
@@ -412,6 +430,11 @@ impl Actor for AccountRouter {
 
 impl Supervised for AccountRouter {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // A restart cancels the context's futures: the fetch in flight and
+        // the scheduled one with them (what they would have fetched is
+        // still due, or found by the catch-up scan).
+        self.fetch.running = false;
+        self.fetch.gathering = false;
         self.core
             .metrics
             .actor_restarts
