@@ -2,7 +2,8 @@
 //! and commits them together (one transaction, one statement where possible),
 //! then answers each caller with its own result. While one commit runs, new
 //! requests queue up and go out in the next one, so batches grow with load and
-//! a lone request is committed at once. The inbox (Ingest actor) and the three
+//! a lone request is committed at once (under concurrent load a small batch
+//! lingers up to a millisecond for company: `LINGER`). The inbox (Ingest actor) and the three
 //! entity writers are all `GroupCommit<J>` with their own `BatchJob`.
 
 use std::collections::VecDeque;
@@ -33,15 +34,6 @@ pub trait BatchJob: 'static {
     const ACTOR: &'static str;
     /// Exported name of the per-request span.
     const ITEM_SPAN: &'static str;
-    /// A batch smaller than this may wait up to `LINGER` for more requests
-    /// to join it, so that a share of the load (several replicas, a quiet
-    /// moment) is still committed in batches rather than one by one...
-    const LINGER_BELOW: usize = 8;
-    const LINGER: Duration = Duration::from_millis(1);
-    /// ...under concurrent load only (the previous batch carried more than
-    /// one request), so that a lone caller who waits for the commit is not
-    /// delayed; or always, for work no caller is waiting on.
-    const LINGER_ALONE: bool = false;
 
     /// Commits `items` (each with its own span) together: one output per
     /// item, in order, or the error with the items handed back untouched, so
@@ -60,6 +52,13 @@ async fn commit_with_split<J: BatchJob>(
 ) -> Vec<Result<J::Output, BatchError>> {
     all_or_each(J::ACTOR, items, |items| job.commit(items)).await
 }
+
+/// Under concurrent load (the previous batch carried more than one request)
+/// a batch smaller than this waits up to `LINGER` for more requests to join
+/// it, so that a share of the load (one of several replicas) is still
+/// committed in batches; a lone caller is committed at once.
+const LINGER_BELOW: usize = 8;
+const LINGER: Duration = Duration::from_millis(1);
 
 struct Pending<J: BatchJob> {
     item: J::Item,
@@ -98,10 +97,9 @@ impl<J: BatchJob> GroupCommit<J> {
         if self.committing || self.queue.is_empty() {
             return;
         }
-        let target = J::LINGER_BELOW.min(self.max_batch);
-        if (J::LINGER_ALONE || self.last_batch > 1) && self.queue.len() < target {
+        if self.last_batch > 1 && self.queue.len() < LINGER_BELOW.min(self.max_batch) {
             if self.lingering.is_none() {
-                self.lingering = Some(ctx.run_later(J::LINGER, |act, ctx| {
+                self.lingering = Some(ctx.run_later(LINGER, |act, ctx| {
                     act.lingering = None;
                     act.commit_now(ctx);
                 }));

@@ -157,19 +157,39 @@ impl Drop for TestDb {
         }
         let (url, schema) = (self.url.clone(), self.schema.clone());
         // Its own thread and runtime: this may run inside or outside one.
+        // The test's service may still be running on the thread this blocks
+        // (its fields drop after this one), holding a transaction open on
+        // the schema's tables: DROP would wait for it for ever. So DROP
+        // waits a moment at most, and then ends the sessions that hold
+        // locks in the schema (only this test's service uses it) and again.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(db) = Database::connect(url.as_str()).await {
-                    let _ = db
-                        .execute_unprepared(&format!(
-                            "SET client_min_messages = warning; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-                        ))
-                        .await;
-                    let _ = db.close().await;
+                let Ok(db) = Database::connect(url.as_str()).await else {
+                    return;
+                };
+                let drop = format!(
+                    "SET client_min_messages = warning; SET lock_timeout = '2s'; \
+                     DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                );
+                let holders = format!(
+                    "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                     JOIN pg_class c ON c.oid = l.relation \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = '{schema}' AND l.pid <> pg_backend_pid()"
+                );
+                for _ in 0..5 {
+                    if db.execute_unprepared(&drop).await.is_ok() {
+                        break;
+                    }
+                    let _ = db.execute_unprepared(&holders).await;
                 }
+                let _ = db.close().await;
             });
         })
         .join();
