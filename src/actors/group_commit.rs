@@ -3,8 +3,9 @@
 //! then answers each caller with its own result. While one commit runs, new
 //! requests queue up and go out in the next one, so batches grow with load and
 //! a lone request is committed at once (under concurrent load a small batch
-//! lingers up to a millisecond for company: `LINGER`). The inbox (Ingest actor) and the three
-//! entity writers are all `GroupCommit<J>` with their own `BatchJob`.
+//! lingers up to a millisecond for company: `LINGER`). The inbox (Ingest
+//! actor) and the three entity writers are all `GroupCommit<J>` with their
+//! own `BatchJob`.
 
 use std::collections::VecDeque;
 use std::rc::Rc;

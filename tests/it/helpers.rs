@@ -158,10 +158,11 @@ impl Drop for TestDb {
         let (url, schema) = (self.url.clone(), self.schema.clone());
         // Its own thread and runtime: this may run inside or outside one.
         // The test's service may still be running on the thread this blocks
-        // (its fields drop after this one), holding a transaction open on
-        // the schema's tables: DROP would wait for it for ever. So DROP
-        // waits a moment at most, and then ends the sessions that hold
-        // locks in the schema (only this test's service uses it) and again.
+        // (the test's actix system), holding a transaction open on the
+        // schema's tables, which it cannot finish while blocked: DROP would
+        // wait for ever. So DROP waits 2 s at most; then the sessions holding
+        // locks in the schema (only this test's service uses it) are ended
+        // and DROP tries again.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
