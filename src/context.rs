@@ -197,14 +197,15 @@ impl Core {
             *last = Some(std::time::Instant::now());
         }
         let _timer = self.metrics.db_timer("inbox_counts");
-        if let Ok(counts) = store::accounts::entity_counts(&self.db, None).await {
-            let waiting: i64 = counts
-                .iter()
-                .filter(|(id, _)| self.directory.get(**id).is_some_and(|e| e.degraded))
-                .map(|(_, c)| c.pending_events)
-                .sum();
-            self.metrics.degraded_pending_events.set(waiting);
+        // Only the degraded accounts' pending rows are counted (one
+        // statement each, over the pending index), never the mirror tables.
+        let mut waiting = 0;
+        for account_id in self.directory.degraded_ids() {
+            if let Ok(pending) = store::inbox::pending_count(&self.db, account_id).await {
+                waiting += pending;
+            }
         }
+        self.metrics.degraded_pending_events.set(waiting);
         match store::inbox::counts(&self.db).await {
             Ok(counts) => {
                 for status in ["pending", "failed"] {

@@ -220,6 +220,15 @@ impl AccountDirectory {
         self.read().accounts.values().filter(|e| e.degraded).count()
     }
 
+    pub fn degraded_ids(&self) -> Vec<i64> {
+        self.read()
+            .accounts
+            .iter()
+            .filter(|(_, e)| e.degraded)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     pub fn set_last_sync(&self, account_id: i64, at: DateTime<Utc>) {
         if let Some(entry) = self.write().accounts.get_mut(&account_id) {
             entry.last_sync_at = Some(at);

@@ -19,6 +19,7 @@ use opentelemetry_sdk::trace::{
 };
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::{self, FilterExt};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
@@ -85,8 +86,18 @@ where
         .map_err(|e| TelemetryError::Filter(e.to_string()))?;
     let trace_filter = EnvFilter::try_new(&*settings.trace_filter)
         .map_err(|e| TelemetryError::Filter(e.to_string()))?;
+    // Per span only what the traces use: no source location, thread name,
+    // target or busy/idle timings (each an allocation or a clock read on
+    // every span, enter and exit, several spans per webhook), and no
+    // OpenTelemetry context pushed on every enter (the one reader, the log
+    // line's trace id, asks the current span instead).
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_filter(trace_filter);
     let logs = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -96,7 +107,7 @@ where
                 tracing_subscriber::fmt::format()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true)
+                    .with_current_span(false)
                     .with_span_list(false),
             ))
             .boxed(),
@@ -107,7 +118,11 @@ where
     };
     tracing_subscriber::registry()
         .with(otel)
-        .with(logs.with_filter(filter))
+        // Log lines only: the log layer never sees a span, so it does not
+        // format every span's fields into text on the chance that a log
+        // line is written inside it (several spans per webhook; a line
+        // names its trace and span by id, and its own fields).
+        .with(logs.with_filter(filter.and(filter::filter_fn(|meta| meta.is_event()))))
         .try_init()
         .map_err(|_| TelemetryError::AlreadyInstalled)?;
     Ok(Telemetry { provider })
@@ -199,7 +214,7 @@ where
     ) -> std::fmt::Result {
         let mut line = String::with_capacity(256);
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let cx = Context::current();
+        let cx = tracing::Span::current().context();
         let span = cx.span();
         let span_context = span.span_context();
         match line.strip_prefix('{') {

@@ -11,6 +11,7 @@ mod m20261202_000001_cluster;
 mod m20261202_000002_chores;
 mod m20261203_000001_sync_progress;
 mod m20261204_000001_inbox_payload_text;
+mod m20261207_000001_inbox_partial_indexes;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000002_chores::Migration),
             Box::new(m20261203_000001_sync_progress::Migration),
             Box::new(m20261204_000001_inbox_payload_text::Migration),
+            Box::new(m20261207_000001_inbox_partial_indexes::Migration),
         ]
     }
 }

@@ -23,6 +23,9 @@ pub struct Delivery {
     pub entity_key: String,
     /// The whole body, stored as the inbox payload.
     pub body: Value,
+    /// The canonical text of the entity of a handled event (what the
+    /// mirror stores; written once, for the dedupe key).
+    pub entity_text: Option<std::sync::Arc<str>>,
 }
 
 /// Why a delivery was refused (each maps to a 400).
@@ -90,8 +93,10 @@ pub fn parse_delivery(body: Value) -> Result<Delivery, DeliveryError> {
             EventKind::Listing | EventKind::ListingDeleted => {}
         }
     }
-    let dedupe_key = dedupe_key(&event, entity.unwrap_or(&body));
+    let canonical = decode::canonical_json(entity.unwrap_or(&body));
+    let dedupe_key = dedupe_key_of_text(&event, &canonical);
     let entity_key = entity_key(kind, entity, &dedupe_key);
+    let entity_text = (kind.is_some() && entity.is_some()).then(|| canonical.into());
     Ok(Delivery {
         event,
         object: object_type,
@@ -100,6 +105,7 @@ pub fn parse_delivery(body: Value) -> Result<Delivery, DeliveryError> {
         dedupe_key,
         entity_key,
         body,
+        entity_text,
     })
 }
 
@@ -120,37 +126,40 @@ pub fn entity_key(kind: Option<EventKind>, entity: Option<&Value>, dedupe_key: &
 /// SHA-256 over the event type and the canonical JSON of the entity: the same
 /// change delivered twice has the same key.
 pub fn dedupe_key(event: &str, entity: &Value) -> String {
+    dedupe_key_of_text(event, &decode::canonical_json(entity))
+}
+
+/// `dedupe_key` of an entity whose canonical text is at hand.
+fn dedupe_key_of_text(event: &str, canonical: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(event.as_bytes());
     hasher.update(b"\n");
-    // The hasher is an `io::Write`: the canonical text is hashed as it is written.
-    decode::write_canonical(entity, &mut hasher).expect("hashing cannot fail");
+    hasher.update(canonical.as_bytes());
     format!("{:x}", hasher.finalize())
 }
 
-/// A stored event, ready to apply.
+/// A stored event, ready to apply: its entity, borrowed from the row.
 #[derive(Debug, Clone, PartialEq)]
-pub enum WebhookEvent {
-    Reservation(Value),
-    Message(Value),
-    Listing(Value),
+pub enum WebhookEvent<'a> {
+    Reservation(&'a Value),
+    Message(&'a Value),
+    Listing(&'a Value),
     ListingDeleted(i64),
 }
 
 /// Decodes a stored inbox row into what to apply.
-pub fn decode_event(event_type: &str, body: &Value) -> Result<WebhookEvent, String> {
+pub fn decode_event<'a>(event_type: &str, body: &'a Value) -> Result<WebhookEvent<'a>, String> {
     let kind =
         EventKind::of(event_type).ok_or_else(|| format!("unhandled event `{event_type}`"))?;
     let entity = entity_of(body)
         .filter(|e| e.is_object())
-        .cloned()
         .ok_or_else(|| format!("`{event_type}` has no entity"))?;
     Ok(match kind {
         EventKind::Reservation => WebhookEvent::Reservation(entity),
         EventKind::Message => WebhookEvent::Message(entity),
         EventKind::Listing => WebhookEvent::Listing(entity),
         EventKind::ListingDeleted => WebhookEvent::ListingDeleted(
-            decode::id_field(&entity, "id").ok_or("`listing.deleted` without an id")?,
+            decode::id_field(entity, "id").ok_or("`listing.deleted` without an id")?,
         ),
     })
 }
@@ -184,6 +193,15 @@ mod tests {
         assert_eq!(b.account_id, 1);
         assert_eq!(a.kind, Some(EventKind::Reservation));
         assert_eq!(a.dedupe_key, b.dedupe_key);
+        // The entity's text is the canonical form the mirror stores, and
+        // the key is the one `dedupe_key` gives for that entity.
+        let entity = entity_of(&a.body).unwrap();
+        assert_eq!(
+            a.entity_text.as_deref(),
+            Some(r#"{"a":2,"b":1,"id":5,"listingMapId":9}"#)
+        );
+        assert_eq!(a.entity_text.as_deref(), b.entity_text.as_deref());
+        assert_eq!(a.dedupe_key, dedupe_key("reservation.updated", entity));
     }
 
     #[test]
@@ -231,6 +249,7 @@ mod tests {
         let d = parse_delivery(json!({"event": "task.created", "accountId": 1, "data": {"id": 3}}))
             .unwrap();
         assert_eq!(d.kind, None);
+        assert_eq!(d.entity_text, None, "nothing of it is mirrored");
         assert!(decode_event("task.created", &d.body).is_err());
     }
 }

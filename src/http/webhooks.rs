@@ -27,6 +27,7 @@ use crate::hostaway::decode;
 use crate::hostaway::webhook::parse_delivery;
 use crate::http::AppContext;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
+use crate::store::rows::EntityJson;
 
 /// What no more than `server.max_inflight_bodies` request bodies, holding no
 /// more than `server.max_inflight_body_bytes` in all, may take while they are
@@ -234,6 +235,10 @@ async fn accept(
     } else {
         EventStatus::Pending
     };
+    let entity = delivery.entity_text.map(EntityJson::from_canonical);
+    // What the row holds in memory until applied: the body, and the
+    // entity's text beside it.
+    let size = body.len() + entity.as_ref().map_or(0, EntityJson::len);
     let event = NewEvent {
         account_id: delivery.account_id,
         event_type: delivery.event.clone(),
@@ -246,11 +251,12 @@ async fn accept(
             .then_some(&body)
             .and_then(|b| String::from_utf8(b.to_vec()).ok()),
         payload: delivery.body,
+        entity,
         status,
         // The ingest actor records its append span's context here.
         traceparent: None,
         received_at: Utc::now(),
-        size: body.len(),
+        size,
     };
     let appended = ctx
         .actors

@@ -9,6 +9,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::rows::EntityJson;
 use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
 
 /// An inbox row's status, stored as its lower-case name.
@@ -54,6 +55,9 @@ pub struct NewEvent {
     /// The object the event is about (see `hostaway::webhook::entity_key`).
     pub entity_key: String,
     pub payload: Value,
+    /// The canonical text of the entity of a handled event, when at hand
+    /// (handed on to the mirror's upsert as it is).
+    pub entity: Option<EntityJson>,
     /// The JSON text to store when it is at hand (the bytes received, when
     /// nothing in them was changed); otherwise `payload` is serialized.
     pub text: Option<String>,
@@ -81,6 +85,10 @@ pub struct InboxRow {
     pub event_type: String,
     /// Shared: the row is handed between actors and retried without copying.
     pub payload: std::sync::Arc<Value>,
+    /// The entity's canonical text when this process appended the row (it
+    /// was written for the dedupe key); `None` for rows read back from the
+    /// database.
+    pub entity: Option<EntityJson>,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub traceparent: Option<String>,
@@ -98,6 +106,7 @@ impl InboxRow {
             account_id: 1,
             event_type: "reservation.updated".into(),
             payload: std::sync::Arc::new(serde_json::json!({})),
+            entity: None,
             attempts: 0,
             next_attempt_at: None,
             traceparent: None,
@@ -387,6 +396,7 @@ fn inbox_row(row: &QueryResult) -> Result<InboxRow, DbErr> {
         event_type: row.try_get_by_index(2)?,
         size: json_size(&payload),
         payload: std::sync::Arc::new(payload),
+        entity: None,
         attempts: row.try_get_by_index(4)?,
         next_attempt_at: row.try_get_by_index(5)?,
         traceparent: row.try_get_by_index(6)?,
@@ -493,9 +503,9 @@ pub async fn rows_by_id<C: ConnectionTrait>(conn: &C, ids: &[i64]) -> Result<Vec
     }
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!(
-        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE status = 'pending' AND id IN "
+        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE status = 'pending' AND id"
     ))
-    .bind_list(ids.iter().copied())
+    .in_ids(ids.iter().copied())
     .push(" ORDER BY id");
     conn.query_all_raw(sql.build())
         .await?
@@ -541,8 +551,8 @@ pub async fn mark_processed<C: ConnectionTrait>(
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push("UPDATE webhook_events SET status = 'processed', processed_at = ")
             .bind(now)
-            .push(", last_error = NULL WHERE id IN ")
-            .bind_list(chunk.iter().copied());
+            .push(", last_error = NULL WHERE id")
+            .in_ids(chunk.iter().copied());
         conn.execute_raw(sql.build()).await?;
     }
     Ok(())
@@ -625,7 +635,9 @@ pub async fn list<C: ConnectionTrait>(
         sql.push(" AND account_id = ").bind(account_id);
     }
     if let Some(status) = filter.status {
-        sql.push(" AND status = ").bind(status.as_str());
+        // A literal (one of four fixed words), so a generic plan can still
+        // use the partial index of that status.
+        sql.push(&format!(" AND status = '{}'", status.as_str()));
     }
     sql.push(" ORDER BY id DESC LIMIT ")
         .bind(filter.limit as i64);
@@ -680,9 +692,9 @@ pub async fn requeue_failed<C: ConnectionTrait>(
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(
             "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = NULL \
-             WHERE status = 'failed' AND id IN ",
+             WHERE status = 'failed' AND id",
         )
-        .bind_list(chunk.iter().map(|(_, id)| *id));
+        .in_ids(chunk.iter().map(|(_, id)| *id));
         conn.execute_raw(sql.build()).await?;
     }
     Ok(rows)
@@ -712,12 +724,28 @@ pub async fn prune<C: ConnectionTrait>(conn: &C, before: DateTime<Utc>) -> Resul
 /// Row counts by status.
 pub async fn counts<C: ConnectionTrait>(conn: &C) -> Result<HashMap<String, i64>, DbErr> {
     let mut sql = Sql::new(conn.get_database_backend());
-    sql.push("SELECT status, COUNT(*) FROM webhook_events WHERE status IN ('pending', 'failed') GROUP BY status");
+    // One count per status, each over its partial index.
+    sql.push(
+        "SELECT (SELECT COUNT(*) FROM webhook_events WHERE status = 'pending'), \
+         (SELECT COUNT(*) FROM webhook_events WHERE status = 'failed')",
+    );
     let mut out = HashMap::new();
-    for row in conn.query_all_raw(sql.build()).await? {
-        out.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    if let Some(row) = conn.query_one_raw(sql.build()).await? {
+        out.insert("pending".to_string(), row.try_get_by_index(0)?);
+        out.insert("failed".to_string(), row.try_get_by_index(1)?);
     }
     Ok(out)
+}
+
+/// How many rows of an account wait to be applied.
+pub async fn pending_count<C: ConnectionTrait>(conn: &C, account_id: i64) -> Result<i64, DbErr> {
+    let mut sql = Sql::new(conn.get_database_backend());
+    sql.push("SELECT COUNT(*) FROM webhook_events WHERE status = 'pending' AND account_id = ")
+        .bind(account_id);
+    Ok(match conn.query_one_raw(sql.build()).await? {
+        Some(row) => row.try_get_by_index(0)?,
+        None => 0,
+    })
 }
 
 /// Removes every inbox row of an account (hard delete).

@@ -19,13 +19,43 @@ pub struct Owner {
     pub customer_id: Option<Uuid>,
 }
 
+/// An entity's JSON as the mirror stores it (`raw_payload`): its canonical
+/// text (`decode::canonical_json`: object keys sorted at every level, no
+/// spaces), made once, shared as rows move between actors, and bound to
+/// the upsert as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityJson(Arc<str>);
+
+impl EntityJson {
+    pub fn of(value: &Value) -> Self {
+        EntityJson(decode::canonical_json(value).into())
+    }
+
+    /// Text that `decode::canonical_json` wrote (a delivery's entity, made
+    /// once when its dedupe key was computed).
+    pub fn from_canonical(text: Arc<str>) -> Self {
+        EntityJson(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListingRow {
     pub id: i64,
     pub owner: Owner,
     pub version: Version,
-    /// Shared, so rows move between actors without copying the JSON.
-    pub payload: Arc<Value>,
+    pub payload: EntityJson,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +67,7 @@ pub struct ReservationRow {
     pub arrival_date: Option<NaiveDate>,
     pub departure_date: Option<NaiveDate>,
     pub version: Version,
-    pub payload: Arc<Value>,
+    pub payload: EntityJson,
 }
 
 /// Messages to merge into one reservation's thread.
@@ -66,7 +96,18 @@ pub fn message_stamp(message: &Value) -> Option<DateTime<Utc>> {
 }
 
 pub fn listing_row(owner: Owner, payload: Value, observed: &Observed) -> Option<ListingRow> {
-    let Some(id) = decode::id_field(&payload, "id") else {
+    let text = EntityJson::of(&payload);
+    listing_row_with(owner, &payload, text, observed)
+}
+
+/// `listing_row` of an entity whose canonical text is already at hand.
+pub fn listing_row_with(
+    owner: Owner,
+    payload: &Value,
+    text: EntityJson,
+    observed: &Observed,
+) -> Option<ListingRow> {
+    let Some(id) = decode::id_field(payload, "id") else {
         tracing::warn!(
             account_id = owner.account_id,
             "skipping listing without an id"
@@ -76,8 +117,8 @@ pub fn listing_row(owner: Owner, payload: Value, observed: &Observed) -> Option<
     Some(ListingRow {
         id,
         owner,
-        version: observed.version(entity_stamp(&payload)),
-        payload: Arc::new(payload),
+        version: observed.version(entity_stamp(payload)),
+        payload: text,
     })
 }
 
@@ -86,8 +127,19 @@ pub fn reservation_row(
     payload: Value,
     observed: &Observed,
 ) -> Option<ReservationRow> {
-    let Some(id) = decode::id_field(&payload, "id")
-        .or_else(|| decode::id_field(&payload, "hostawayReservationId"))
+    let text = EntityJson::of(&payload);
+    reservation_row_with(owner, &payload, text, observed)
+}
+
+/// `reservation_row` of an entity whose canonical text is already at hand.
+pub fn reservation_row_with(
+    owner: Owner,
+    payload: &Value,
+    text: EntityJson,
+    observed: &Observed,
+) -> Option<ReservationRow> {
+    let Some(id) = decode::id_field(payload, "id")
+        .or_else(|| decode::id_field(payload, "hostawayReservationId"))
     else {
         tracing::warn!(
             account_id = owner.account_id,
@@ -95,7 +147,7 @@ pub fn reservation_row(
         );
         return None;
     };
-    let Some(listing_id) = decode::id_field(&payload, "listingMapId") else {
+    let Some(listing_id) = decode::id_field(payload, "listingMapId") else {
         tracing::warn!(
             account_id = owner.account_id,
             reservation_id = id,
@@ -107,11 +159,11 @@ pub fn reservation_row(
         id,
         owner,
         listing_id,
-        status: decode::string_field(&payload, "status"),
-        arrival_date: decode::date_field(&payload, "arrivalDate"),
-        departure_date: decode::date_field(&payload, "departureDate"),
-        version: observed.version(entity_stamp(&payload)),
-        payload: Arc::new(payload),
+        status: decode::string_field(payload, "status"),
+        arrival_date: decode::date_field(payload, "arrivalDate"),
+        departure_date: decode::date_field(payload, "departureDate"),
+        version: observed.version(entity_stamp(payload)),
+        payload: text,
     })
 }
 

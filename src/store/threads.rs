@@ -150,8 +150,8 @@ async fn load_threads<C: ConnectionTrait>(
          WHERE account_id = ",
     )
     .bind(account_id)
-    .push(" AND reservation_id IN ")
-    .bind_list(reservation_ids.iter().copied());
+    .push(" AND reservation_id")
+    .in_ids(reservation_ids.iter().copied());
     if backend == DbBackend::Postgres {
         sql.push(" FOR UPDATE");
     }
@@ -184,8 +184,8 @@ async fn ids_of_other_accounts<C: ConnectionTrait>(
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("SELECT DISTINCT reservation_id FROM message_threads WHERE account_id <> ")
         .bind(account_id)
-        .push(" AND reservation_id IN ")
-        .bind_list(reservation_ids.iter().copied());
+        .push(" AND reservation_id")
+        .in_ids(reservation_ids.iter().copied());
     conn.query_all_raw(sql.build())
         .await?
         .iter()

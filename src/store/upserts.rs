@@ -14,9 +14,8 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr};
-use serde_json::Value;
 
-use super::rows::{ListingRow, ReservationRow};
+use super::rows::{EntityJson, ListingRow, Owner, ReservationRow};
 use super::version::{Stored, Version};
 use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
 
@@ -51,25 +50,32 @@ impl Written {
     }
 }
 
-/// JSON texts of the payloads, and the statement-sized ranges they fall in.
+/// The payloads' JSON texts, and the statement-sized ranges they fall in.
 fn serialized<'a>(
     backend: DbBackend,
-    payloads: impl Iterator<Item = &'a Value>,
+    payloads: impl Iterator<Item = &'a EntityJson>,
 ) -> (Vec<std::ops::Range<usize>>, std::vec::IntoIter<String>) {
-    let texts: Vec<String> = payloads.map(Value::to_string).collect();
+    let texts: Vec<String> = payloads.map(|p| p.as_str().to_owned()).collect();
     let sizes: Vec<usize> = texts.iter().map(String::len).collect();
     (chunk_by_size(backend, &sizes), texts.into_iter())
 }
 
 /// A row that carries its key and version.
 trait Versioned: Clone {
-    fn key(&self) -> Key;
+    fn owner(&self) -> Owner;
+    fn id(&self) -> i64;
     fn version(&self) -> Version;
+    fn key(&self) -> Key {
+        (self.owner().account_id, self.id())
+    }
 }
 
 impl Versioned for ListingRow {
-    fn key(&self) -> Key {
-        (self.owner.account_id, self.id)
+    fn owner(&self) -> Owner {
+        self.owner
+    }
+    fn id(&self) -> i64 {
+        self.id
     }
     fn version(&self) -> Version {
         self.version
@@ -77,8 +83,11 @@ impl Versioned for ListingRow {
 }
 
 impl Versioned for ReservationRow {
-    fn key(&self) -> Key {
-        (self.owner.account_id, self.id)
+    fn owner(&self) -> Owner {
+        self.owner
+    }
+    fn id(&self) -> i64 {
+        self.id
     }
     fn version(&self) -> Version {
         self.version
@@ -141,9 +150,9 @@ async fn stored_versions<C: ConnectionTrait>(
     for chunk in ids.chunks(MAX_ROWS_PER_STATEMENT) {
         let mut sql = Sql::new(conn.get_database_backend());
         sql.push(&format!(
-            "SELECT account_id, id, source_updated_at, source_seen_at FROM {table} WHERE id IN "
+            "SELECT account_id, id, source_updated_at, source_seen_at FROM {table} WHERE id"
         ))
-        .bind_list(chunk.iter().copied());
+        .in_ids(chunk.iter().copied());
         for row in conn.query_all_raw(sql.build()).await? {
             let account_id: i64 = row.try_get_by_index(0)?;
             let id: i64 = row.try_get_by_index(1)?;
@@ -194,36 +203,47 @@ pub async fn upsert_listings<C: ConnectionTrait>(
     rows: &[ListingRow],
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
+    let backend = conn.get_database_backend();
     let (rows, mut written, cross) = winning(conn, "listings", rows).await?;
-    let (ranges, mut texts) = serialized(
-        conn.get_database_backend(),
-        rows.iter().map(|r| r.payload.as_ref()),
-    );
+    let (ranges, mut texts) = serialized(backend, rows.iter().map(|r| &r.payload));
     for range in ranges {
         let chunk = &rows[range];
-        let mut sql = Sql::new(conn.get_database_backend());
+        let mut sql = Sql::new(backend);
         sql.push(
             "INSERT INTO listings (account_id, id, customer_id, raw_payload, deleted_at, \
-             source_updated_at, source_seen_at, created_at, updated_at) VALUES ",
+             source_updated_at, source_seen_at, created_at, updated_at) ",
         );
-        for (i, row) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(row.owner.account_id)
-                .push(", ")
-                .bind(row.id)
-                .push(", ")
-                .bind(row.owner.customer_id)
-                .push(", ")
-                .bind_json(texts.next().unwrap_or_default())
-                .push(", NULL, ")
-                .bind(row.version.stamp)
-                .push(", ")
-                .bind(row.version.seen)
-                .push(", ")
-                .bind(now)
-                .push(", ")
-                .bind(now)
-                .push(")");
+        if backend == DbBackend::Postgres {
+            let texts: Vec<String> = texts.by_ref().take(chunk.len()).collect();
+            sql.push(
+                "SELECT v.account_id, v.id, CASE WHEN v.has_customer THEN v.customer_id END, \
+                 v.payload::jsonb, NULL::timestamptz, CASE WHEN v.has_stamp THEN v.stamp END, \
+                 v.seen, ",
+            );
+            entity_arrays(&mut sql, chunk, texts, now);
+            sql.pop_separator()
+                .push(&format!(") AS v({ENTITY_ARRAYS})"));
+        } else {
+            sql.push("VALUES ");
+            for (i, row) in chunk.iter().enumerate() {
+                sql.push(if i == 0 { "(" } else { ", (" })
+                    .bind(row.owner.account_id)
+                    .push(", ")
+                    .bind(row.id)
+                    .push(", ")
+                    .bind(row.owner.customer_id)
+                    .push(", ")
+                    .bind_json(texts.next().unwrap_or_default())
+                    .push(", NULL, ")
+                    .bind(row.version.stamp)
+                    .push(", ")
+                    .bind(row.version.seen)
+                    .push(", ")
+                    .bind(now)
+                    .push(", ")
+                    .bind(now)
+                    .push(")");
+            }
         }
         let d = sql.distinct();
         sql.push(&format!(
@@ -248,44 +268,21 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
     rows: &[ReservationRow],
     now: DateTime<Utc>,
 ) -> Result<Written, DbErr> {
+    let backend = conn.get_database_backend();
     let (rows, mut written, cross) = winning(conn, "reservations", rows).await?;
-    let (ranges, mut texts) = serialized(
-        conn.get_database_backend(),
-        rows.iter().map(|r| r.payload.as_ref()),
-    );
+    let (ranges, mut texts) = serialized(backend, rows.iter().map(|r| &r.payload));
     for range in ranges {
         let chunk = &rows[range];
-        let mut sql = Sql::new(conn.get_database_backend());
+        let texts: Vec<String> = texts.by_ref().take(chunk.len()).collect();
+        let mut sql = Sql::new(backend);
         sql.push(
             "INSERT INTO reservations (account_id, id, customer_id, listing_id, status, arrival_date, \
-             departure_date, source_updated_at, source_seen_at, raw_payload, created_at, updated_at) VALUES ",
+             departure_date, source_updated_at, source_seen_at, raw_payload, created_at, updated_at) ",
         );
-        for (i, row) in chunk.iter().enumerate() {
-            sql.push(if i == 0 { "(" } else { ", (" })
-                .bind(row.owner.account_id)
-                .push(", ")
-                .bind(row.id)
-                .push(", ")
-                .bind(row.owner.customer_id)
-                .push(", ")
-                .bind(row.listing_id)
-                .push(", ")
-                .bind(row.status.clone())
-                .push(", ")
-                .bind(row.arrival_date)
-                .push(", ")
-                .bind(row.departure_date)
-                .push(", ")
-                .bind(row.version.stamp)
-                .push(", ")
-                .bind(row.version.seen)
-                .push(", ")
-                .bind_json(texts.next().unwrap_or_default())
-                .push(", ")
-                .bind(now)
-                .push(", ")
-                .bind(now)
-                .push(")");
+        if backend == DbBackend::Postgres {
+            reservation_arrays(&mut sql, chunk, texts, now);
+        } else {
+            reservation_values(&mut sql, chunk, texts, now);
         }
         let d = sql.distinct();
         sql.push(&format!(
@@ -303,6 +300,120 @@ pub async fn upsert_reservations<C: ConnectionTrait>(
     }
     written.cross_account = only_written(cross, &written.keys);
     Ok(written)
+}
+
+/// SQLite: `VALUES (...), (...)`, one placeholder per column and row.
+fn reservation_values(
+    sql: &mut Sql,
+    chunk: &[ReservationRow],
+    texts: Vec<String>,
+    now: DateTime<Utc>,
+) {
+    sql.push("VALUES ");
+    for (i, (row, text)) in chunk.iter().zip(texts).enumerate() {
+        sql.push(if i == 0 { "(" } else { ", (" })
+            .bind(row.owner.account_id)
+            .push(", ")
+            .bind(row.id)
+            .push(", ")
+            .bind(row.owner.customer_id)
+            .push(", ")
+            .bind(row.listing_id)
+            .push(", ")
+            .bind(row.status.clone())
+            .push(", ")
+            .bind(row.arrival_date)
+            .push(", ")
+            .bind(row.departure_date)
+            .push(", ")
+            .bind(row.version.stamp)
+            .push(", ")
+            .bind(row.version.seen)
+            .push(", ")
+            .bind_json(text)
+            .push(", ")
+            .bind(now)
+            .push(", ")
+            .bind(now)
+            .push(")");
+    }
+}
+
+/// PostgreSQL: one `SELECT … FROM unnest(…)` of fixed text whatever the
+/// batch's size (one array per column; a nullable column as a presence
+/// flag beside its values, since bound arrays hold no NULLs), so each
+/// connection plans it once.
+fn reservation_arrays(
+    sql: &mut Sql,
+    chunk: &[ReservationRow],
+    texts: Vec<String>,
+    now: DateTime<Utc>,
+) {
+    let (has_status, statuses) = nullable(chunk.iter().map(|r| r.status.clone()));
+    let (has_arrival, arrivals) = nullable(chunk.iter().map(|r| r.arrival_date));
+    let (has_departure, departures) = nullable(chunk.iter().map(|r| r.departure_date));
+    sql.push(
+        "SELECT v.account_id, v.id, CASE WHEN v.has_customer THEN v.customer_id END, v.listing_id, \
+         CASE WHEN v.has_status THEN v.status END, CASE WHEN v.has_arrival THEN v.arrival END, \
+         CASE WHEN v.has_departure THEN v.departure END, CASE WHEN v.has_stamp THEN v.stamp END, \
+         v.seen, v.payload::jsonb, ",
+    );
+    entity_arrays(sql, chunk, texts, now);
+    sql.array(
+        chunk.iter().map(|r| r.listing_id).collect::<Vec<i64>>(),
+        "bigint",
+    )
+    .array(statuses, "text")
+    .array(has_status, "bool")
+    .array(arrivals, "date")
+    .array(has_arrival, "bool")
+    .array(departures, "date")
+    .array(has_departure, "bool");
+    sql.pop_separator().push(&format!(
+        ") AS v({ENTITY_ARRAYS}, listing_id, status, has_status, arrival, has_arrival, departure, \
+         has_departure)"
+    ));
+}
+
+/// The columns every entity row has, in the order `entity_arrays` binds them.
+const ENTITY_ARRAYS: &str =
+    "account_id, id, customer_id, has_customer, stamp, has_stamp, seen, payload";
+
+/// `$now::timestamptz, $now::timestamptz FROM unnest(` and the arrays of the
+/// columns every entity row has (`ENTITY_ARRAYS`), each followed by `, `.
+fn entity_arrays<T: Versioned>(sql: &mut Sql, chunk: &[T], texts: Vec<String>, now: DateTime<Utc>) {
+    let (has_customer, customers) = nullable(chunk.iter().map(|r| r.owner().customer_id));
+    let (has_stamp, stamps) = nullable(chunk.iter().map(|r| r.version().stamp));
+    sql.bind(now)
+        .push("::timestamptz, ")
+        .bind(now)
+        .push("::timestamptz FROM unnest(")
+        .array(
+            chunk.iter().map(|r| r.key().0).collect::<Vec<i64>>(),
+            "bigint",
+        )
+        .array(
+            chunk.iter().map(|r| r.key().1).collect::<Vec<i64>>(),
+            "bigint",
+        )
+        .array(customers, "uuid")
+        .array(has_customer, "bool")
+        .array(stamps, "timestamptz")
+        .array(has_stamp, "bool")
+        .array(
+            chunk
+                .iter()
+                .map(|r| r.version().seen)
+                .collect::<Vec<DateTime<Utc>>>(),
+            "timestamptz",
+        )
+        .array(texts, "text");
+}
+
+/// A nullable column as two arrays: whether each value is present, and the
+/// values (a default where absent).
+fn nullable<T: Default>(values: impl Iterator<Item = Option<T>>) -> (Vec<bool>, Vec<T>) {
+    values.map(|v| (v.is_some(), v.unwrap_or_default())).unzip()
 }
 
 /// The cross-account keys among those written.
@@ -358,8 +469,8 @@ pub async fn soft_delete_listings<C: ConnectionTrait>(
             .bind(version.stamp)
             .push(" WHERE deleted_at IS NULL AND account_id = ")
             .bind(account_id)
-            .push(" AND id IN ")
-            .bind_list(chunk.iter().copied())
+            .push(" AND id")
+            .in_ids(chunk.iter().copied())
             .push(" RETURNING account_id, id");
         written.extend(returned_keys(conn, sql).await?);
     }
@@ -417,7 +528,7 @@ mod tests {
             arrival_date: None,
             departure_date: None,
             version: observed.version(Some(at(minute))),
-            payload: json!({ "tag": tag }).into(),
+            payload: crate::store::rows::EntityJson::of(&json!({ "tag": tag })),
         }
     }
 
@@ -433,7 +544,8 @@ mod tests {
         let kept = newest_per_key(&rows, |r| (r.owner.account_id, r.id), |r| r.version);
         let tags: Vec<_> = kept
             .iter()
-            .map(|r| r.payload["tag"].as_str().unwrap())
+            .map(|r| serde_json::from_str::<serde_json::Value>(r.payload.as_str()).unwrap())
+            .map(|p| p["tag"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(
             tags,

@@ -492,6 +492,7 @@ async fn a_failing_first_row_never_holds_up_a_large_backlog(backend: Backend) {
                 received_at: chrono::Utc::now(),
                 size: 0,
                 text: None,
+                entity: None,
             }
         })
         .collect();

@@ -160,7 +160,9 @@ async fn listing_upsert_inserts_updates_and_skips_unchanged(backend: Backend) {
 
     // Changed: one row written, its updated_at moves, the others stay.
     let mut changed = rows.clone();
-    std::sync::Arc::make_mut(&mut changed[0].payload)["price"] = json!(199.0);
+    let mut payload: Value = serde_json::from_str(changed[0].payload.as_str()).unwrap();
+    payload["price"] = json!(199.0);
+    changed[0].payload = rows::EntityJson::of(&payload);
     let t2 = t0 + Duration::seconds(10);
     assert_eq!(
         upserts::upsert_listings(&db, &changed, t2)
@@ -556,5 +558,56 @@ crate::pg_test! {
         let jit: String = row.try_get_by_index(0).unwrap();
         let plans: String = row.try_get_by_index(1).unwrap();
         assert_eq!((jit.as_str(), plans.as_str()), ("off", "force_generic_plan"));
+    }
+}
+
+crate::pg_test! {
+    /// A statement's generic plan is made on its first use, here while the
+    /// inbox is empty; once the inbox holds thousands of rows the same
+    /// cached plan must still find a row by its key through an index, not
+    /// read the whole table (settling one row once read ~1,300 pages).
+    async fn a_plan_made_on_an_empty_table_still_uses_the_index_when_it_grows() {
+        let test_db = TestDb::new(Backend::Postgres);
+        let _migrated = test_db.connect().await;
+        let settings = test_db.settings(&[("database.max_connections", "1")]);
+        let db = sync_hostaway::store::connect(&settings.database)
+            .await
+            .expect("connect");
+        let run = |sql: &str| {
+            sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql.to_string())
+        };
+        sync_hostaway::store::inbox::mark_processed(&db, &[1], Utc::now())
+            .await
+            .expect("first use plans it on the empty table");
+        db.execute_raw(run(
+            "INSERT INTO webhook_events (account_id, event_type, dedupe_key, entity_key, payload, \
+             status, attempts, received_at) SELECT 1, 'reservation.updated', g::text, \
+             'reservation:' || g, '{}', 'pending', 0, now() FROM generate_series(1, 20000) g",
+        ))
+        .await
+        .expect("rows");
+        // The pool holds one connection: the statement sqlx prepared on it.
+        let name: String = db
+            .query_one_raw(run(
+                "SELECT name FROM pg_prepared_statements \
+                 WHERE statement LIKE 'UPDATE webhook_events SET status = ''processed''%'",
+            ))
+            .await
+            .expect("query")
+            .expect("the statement is prepared on this connection")
+            .try_get_by_index(0)
+            .unwrap();
+        let plan: Vec<String> = db
+            .query_all_raw(run(&format!(
+                "EXPLAIN EXECUTE {name}(now(), ARRAY[5]::bigint[])"
+            )))
+            .await
+            .expect("explain")
+            .iter()
+            .map(|r| r.try_get_by_index::<String>(0).unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("webhook_events_pkey"), "{plan}");
+        assert!(!plan.contains("Seq Scan"), "{plan}");
     }
 }

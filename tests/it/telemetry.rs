@@ -310,6 +310,37 @@ async fn an_incoming_traceparent_becomes_the_parent() {
         })
         .await;
     assert_eq!(root.parent_span_id.as_deref(), Some(parent));
+
+    // A log line written while the request is handled carries its trace
+    // and span ids (an event type the service does not handle is logged
+    // as stored-but-ignored inside the request span).
+    let other_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let ignored = json!({"event": "task.created", "accountId": account_id, "data": {"id": 5}});
+    deliver(
+        &app,
+        &ignored,
+        Some(&format!("00-{other_trace}-{parent}-01")),
+    )
+    .await;
+    let line = wait_for("the log line", Duration::from_secs(10), || async {
+        capture().logs().lines().find_map(|line| {
+            let value: Value = serde_json::from_str(line).ok()?;
+            (value["message"] == "webhook stored as ignored"
+                && value["account_id"] == json!(account_id))
+            .then_some(value)
+        })
+    })
+    .await;
+    assert_eq!(line["trace_id"], json!(other_trace), "{line}");
+    let request = capture()
+        .wait_spans("the second request span", |spans| {
+            spans
+                .iter()
+                .find(|s| s.trace_id == other_trace && s.name == "POST /api/v1/hostaway/webhooks")
+                .cloned()
+        })
+        .await;
+    assert_eq!(line["span_id"], json!(request.span_id), "{line}");
     app.stop().await;
 }
 

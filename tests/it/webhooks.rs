@@ -334,6 +334,7 @@ async fn events_left_pending_while_stopped_are_applied_on_start(backend: Backend
                 received_at: chrono::Utc::now(),
                 size: 0,
                 text: None,
+                entity: None,
             }
         })
         .collect();

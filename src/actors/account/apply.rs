@@ -107,13 +107,14 @@ pub(super) async fn apply_rows(
             }
             Ok(Err(reason)) => failures.push((row, reason)),
             Ok(Ok(WebhookEvent::Reservation(data))) => {
-                match rows::reservation_row(owner, data, &observed) {
+                let text = entity_text(&row, data);
+                match rows::reservation_row_with(owner, data, text, &observed) {
                     Some(r) => reservations.push((row, r, span)),
                     None => failures.push((row, "reservation without id or listingMapId".into())),
                 }
             }
             Ok(Ok(WebhookEvent::Message(data))) => {
-                let merges = rows::thread_merges(owner, vec![data], &observed);
+                let merges = rows::thread_merges(owner, vec![data.clone()], &observed);
                 if merges.is_empty() {
                     failures.push((row, "message without id or reservationId".into()));
                 } else {
@@ -121,7 +122,8 @@ pub(super) async fn apply_rows(
                 }
             }
             Ok(Ok(WebhookEvent::Listing(data))) => {
-                match rows::listing_row(owner, data, &observed) {
+                let text = entity_text(&row, data);
+                match rows::listing_row_with(owner, data, text, &observed) {
                     Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
                     None => failures.push((row, "listing without an id".into())),
                 }
@@ -214,6 +216,14 @@ pub(super) async fn apply_rows(
         }
     }
     applied
+}
+
+/// The entity's canonical text: made at ingest for rows this process
+/// appended, written now for rows read back from the database.
+fn entity_text(row: &InboxRow, entity: &serde_json::Value) -> rows::EntityJson {
+    row.entity
+        .clone()
+        .unwrap_or_else(|| rows::EntityJson::of(entity))
 }
 
 /// Records a failed attempt at `row`; in cluster mode under the account's
