@@ -36,6 +36,10 @@ mod allocator {
     /// By default mimalloc purges freed pages only while it keeps allocating,
     /// so an idle service holds on to its start-up peak. Purge at once.
     pub fn return_freed_memory_promptly() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            // The operator chose (mimalloc reads it at start).
+            return;
+        }
         // SAFETY: setting an option is a store into mimalloc's option table.
         unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, 0) }
     }

@@ -5,11 +5,11 @@
 //! `telemetry.otlp_endpoint` is set, from a bounded queue on a background
 //! thread, so a slow or absent collector never slows request handling.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
@@ -141,12 +141,20 @@ fn tracer_provider(
             KeyValue::new("deployment.environment.name", environment.as_str()),
         ])
         .build();
+    let endpoint = settings.otlp_endpoint.trim();
+    // With nowhere to export, new traces are not recorded: their spans
+    // still get ids (log lines and stored traceparents name them) but no
+    // span data is built; a sampled incoming parent is still honoured.
+    let root_ratio = if endpoint.is_empty() {
+        0.0
+    } else {
+        settings.sampling_ratio.get()
+    };
     let mut builder = SdkTracerProvider::builder()
         .with_resource(resource)
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            settings.sampling_ratio.get(),
+            root_ratio,
         ))));
-    let endpoint = settings.otlp_endpoint.trim();
     if !endpoint.is_empty() {
         let timeout = Duration::from_millis(settings.export_timeout_ms.max(100));
         let exporter = match settings.otlp_protocol {
@@ -234,20 +242,43 @@ where
 /// (an inbox row) or elsewhere.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
-    if !cx.span().span_context().is_valid() {
+    let span = cx.span();
+    let context = span.span_context();
+    if !context.is_valid() {
         return None;
     }
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&cx, &mut carrier);
-    carrier.remove("traceparent")
+    Some(format!(
+        "00-{}-{}-{:02x}",
+        context.trace_id(),
+        context.span_id(),
+        (context.trace_flags() & TraceFlags::SAMPLED).to_u8()
+    ))
 }
 
-/// The OpenTelemetry context a stored `traceparent` describes.
+/// The OpenTelemetry context a stored `traceparent` describes (version 00:
+/// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
 pub fn context_from_traceparent(traceparent: &str) -> Option<Context> {
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    carrier.insert("traceparent".into(), traceparent.to_string());
-    let cx = TraceContextPropagator::new().extract_with_context(&Context::new(), &carrier);
-    cx.span().span_context().is_valid().then_some(cx)
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if version != "00"
+        || parts.next().is_some()
+        || trace.len() != 32
+        || span.len() != 16
+        || flags.len() != 2
+    {
+        return None;
+    }
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context
+        .is_valid()
+        .then(|| Context::new().with_remote_span_context(context))
 }
 
 /// The OpenTelemetry span context of `span`: what travels between actors
@@ -304,6 +335,37 @@ mod tests {
     }
 
     #[test]
+    fn without_an_exporter_spans_get_ids_but_new_traces_are_not_recorded() {
+        let provider =
+            tracer_provider(&settings("", OtlpProtocol::HttpProtobuf), Environment::Test)
+                .expect("provider");
+        let layer = tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("test"))
+            .with_context_activation(false);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("inbox.append");
+            let stored = traceparent_of(&span).expect("a new span has ids");
+            assert!(
+                stored.starts_with("00-") && stored.ends_with("-00"),
+                "{stored}"
+            );
+            // A sampled incoming parent is honoured.
+            let child = tracing::info_span!("account.apply");
+            set_remote_parent(
+                &child,
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            );
+            let stored = traceparent_of(&child).expect("ids");
+            assert!(
+                stored.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+                    && stored.ends_with("-01"),
+                "{stored}"
+            );
+        });
+    }
+
+    #[test]
     fn traceparent_round_trip() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         let cx = context_from_traceparent(tp).unwrap();
@@ -313,5 +375,20 @@ mod tests {
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
         assert!(context_from_traceparent("garbage").is_none());
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+        ] {
+            assert!(context_from_traceparent(bad).is_none(), "{bad}");
+        }
+        assert!(sc.is_sampled() && sc.is_remote());
+        let unsampled =
+            context_from_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+                .unwrap();
+        assert!(!unsampled.span().span_context().is_sampled());
     }
 }
