@@ -110,7 +110,6 @@ impl BatchJob for InboxJob {
                                 id: *id,
                                 account_id: event.account_id,
                                 event_type: event.event_type,
-                                payload: std::sync::Arc::new(event.payload),
                                 entity: event.entity,
                                 attempts: 0,
                                 next_attempt_at: None,

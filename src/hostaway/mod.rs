@@ -4,6 +4,7 @@
 pub mod client;
 pub mod decode;
 pub mod error;
+pub mod json;
 pub mod paging;
 pub mod ratelimit;
 pub mod tokens;

@@ -2,10 +2,13 @@
 //! decoded into a `WebhookEvent` when the account's actor applies them. Both
 //! envelope shapes occur: the entity in `data`, or in `payload.data`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::decode;
+use super::json::Json;
 
 pub use crate::events::{EventKind, EventType};
 
@@ -21,11 +24,52 @@ pub struct Delivery {
     pub dedupe_key: String,
     /// The object the event is about (`entity_key`).
     pub entity_key: String,
-    /// The whole body, stored as the inbox payload.
-    pub body: Value,
-    /// The canonical text of the entity of a handled event (what the
-    /// mirror stores; written once, for the dedupe key).
-    pub entity_text: Option<std::sync::Arc<str>>,
+    /// The entity of a handled event, as the mirror needs it.
+    pub entity: Option<Entity>,
+}
+
+/// What the mirror needs of a handled event's entity, read once: its
+/// canonical text (what the mirror stores, and what the dedupe key hashes)
+/// and the fields its row is made of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub text: Arc<str>,
+    /// A message whole (it is merged into its thread as it is); of a
+    /// listing or reservation only the `ROW_FIELDS` it has.
+    pub fields: Value,
+}
+
+/// The fields of a listing or reservation that its mirror row is made of
+/// (`store::rows`; a test there holds the two lists together).
+pub const ROW_FIELDS: &[&str] = &[
+    "id",
+    "hostawayReservationId",
+    "listingMapId",
+    "status",
+    "arrivalDate",
+    "departureDate",
+    "updatedOn",
+    "latestActivityOn",
+];
+
+impl Entity {
+    /// The entity of a handled event's body (`data`, else `payload.data`),
+    /// if it has one that is an object.
+    pub fn of(kind: EventKind, body: &Json) -> Option<Entity> {
+        let entity = entity_of(body).filter(|e| e.is_object())?;
+        Some(Entity::from_object(kind, entity, entity.canonical()))
+    }
+
+    fn from_object(kind: EventKind, entity: &Json, text: String) -> Entity {
+        let fields = match kind {
+            EventKind::Message => entity.to_value(),
+            _ => entity.pick(ROW_FIELDS),
+        };
+        Entity {
+            text: text.into(),
+            fields,
+        }
+    }
 }
 
 /// Why a delivery was refused (each maps to a 400).
@@ -48,55 +92,61 @@ pub enum DeliveryError {
 }
 
 /// The entity of a delivery: `data`, else `payload.data`.
-pub fn entity_of(body: &Value) -> Option<&Value> {
-    decode::field(body, "data")
-        .or_else(|| body.get("payload").and_then(|p| decode::field(p, "data")))
+pub fn entity_of<'b, 'a>(body: &'b Json<'a>) -> Option<&'b Json<'a>> {
+    body.get("data")
+        .or_else(|| body.get("payload").and_then(|p| p.get("data")))
 }
 
 /// Validates a delivery body.
-pub fn parse_delivery(body: Value) -> Result<Delivery, DeliveryError> {
-    let object = body.as_object().ok_or(DeliveryError::NotAnObject)?;
-    let event = match object.get("event").or_else(|| object.get("eventType")) {
-        None | Some(Value::Null) => return Err(DeliveryError::MissingEvent),
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
+pub fn parse_delivery(body: &Json) -> Result<Delivery, DeliveryError> {
+    if !body.is_object() {
+        return Err(DeliveryError::NotAnObject);
+    }
+    let event = match body.entry("event").or_else(|| body.entry("eventType")) {
+        None | Some(Json::Null) => return Err(DeliveryError::MissingEvent),
+        Some(Json::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
         Some(_) => return Err(DeliveryError::BadEvent),
     };
-    let account_id = match object.get("accountId") {
-        None | Some(Value::Null) => return Err(DeliveryError::MissingAccountId),
-        Some(value @ (Value::Number(_) | Value::String(_))) => decode::id(value)
+    let account_id = match body.entry("accountId") {
+        None | Some(Json::Null) => return Err(DeliveryError::MissingAccountId),
+        Some(value @ (Json::Number(_) | Json::String(_))) => decode::id(&value.to_value())
             .filter(|id| *id > 0)
             .ok_or(DeliveryError::BadAccountId)?,
         Some(_) => return Err(DeliveryError::BadAccountId),
     };
-    let object_type = object
-        .get("object")
-        .and_then(Value::as_str)
+    let object_type = body
+        .entry("object")
+        .and_then(Json::as_str)
         .map(|s| s.chars().take(100).collect());
     let kind = EventKind::of(&event);
-    let entity = entity_of(&body);
-    if let Some(kind) = kind {
-        let entity = entity
-            .filter(|e| e.is_object())
-            .ok_or_else(|| DeliveryError::MissingEntity(event.clone()))?;
-        let require = |field: &'static str| {
-            decode::id_field(entity, field)
-                .map(|_| ())
-                .ok_or_else(|| DeliveryError::MissingField {
-                    event: event.clone(),
-                    field,
-                })
-        };
-        require("id")?;
-        match kind {
-            EventKind::Reservation => require("listingMapId")?,
-            EventKind::Message => require("reservationId")?,
-            EventKind::Listing | EventKind::ListingDeleted => {}
-        }
-    }
-    let canonical = decode::canonical_json(entity.unwrap_or(&body));
+    let found = entity_of(body);
+    let canonical = found.unwrap_or(body).canonical();
     let dedupe_key = dedupe_key_of_text(&event, &canonical);
-    let entity_key = entity_key(kind, entity, &dedupe_key);
-    let entity_text = (kind.is_some() && entity.is_some()).then(|| canonical.into());
+    let entity = match kind {
+        None => None,
+        Some(kind) => {
+            let found = found
+                .filter(|e| e.is_object())
+                .ok_or_else(|| DeliveryError::MissingEntity(event.clone()))?;
+            let entity = Entity::from_object(kind, found, canonical);
+            let require = |field: &'static str| {
+                decode::id_field(&entity.fields, field)
+                    .map(|_| ())
+                    .ok_or_else(|| DeliveryError::MissingField {
+                        event: event.clone(),
+                        field,
+                    })
+            };
+            require("id")?;
+            match kind {
+                EventKind::Reservation => require("listingMapId")?,
+                EventKind::Message => require("reservationId")?,
+                EventKind::Listing | EventKind::ListingDeleted => {}
+            }
+            Some(entity)
+        }
+    };
+    let entity_key = entity_key(kind, entity.as_ref().map(|e| &e.fields), &dedupe_key);
     Ok(Delivery {
         event,
         object: object_type,
@@ -104,8 +154,7 @@ pub fn parse_delivery(body: Value) -> Result<Delivery, DeliveryError> {
         kind,
         dedupe_key,
         entity_key,
-        body,
-        entity_text,
+        entity,
     })
 }
 
@@ -124,12 +173,14 @@ pub fn entity_key(kind: Option<EventKind>, entity: Option<&Value>, dedupe_key: &
 }
 
 /// SHA-256 over the event type and the canonical JSON of the entity: the same
-/// change delivered twice has the same key.
-pub fn dedupe_key(event: &str, entity: &Value) -> String {
+/// change delivered twice has the same key (the definition; deliveries hash
+/// the text `Json::canonical` wrote, which is the same).
+#[cfg(test)]
+fn dedupe_key(event: &str, entity: &Value) -> String {
     dedupe_key_of_text(event, &decode::canonical_json(entity))
 }
 
-/// `dedupe_key` of an entity whose canonical text is at hand.
+/// The dedupe key of an entity whose canonical text is at hand.
 fn dedupe_key_of_text(event: &str, canonical: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(event.as_bytes());
@@ -141,25 +192,26 @@ fn dedupe_key_of_text(event: &str, canonical: &str) -> String {
 /// A stored event, ready to apply: its entity, borrowed from the row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookEvent<'a> {
-    Reservation(&'a Value),
-    Message(&'a Value),
-    Listing(&'a Value),
+    Reservation(&'a Entity),
+    Message(&'a Entity),
+    Listing(&'a Entity),
     ListingDeleted(i64),
 }
 
-/// Decodes a stored inbox row into what to apply.
-pub fn decode_event<'a>(event_type: &str, body: &'a Value) -> Result<WebhookEvent<'a>, String> {
+/// Decodes a stored inbox row (its event type and entity) into what to apply.
+pub fn decode_event<'a>(
+    event_type: &str,
+    entity: Option<&'a Entity>,
+) -> Result<WebhookEvent<'a>, String> {
     let kind =
         EventKind::of(event_type).ok_or_else(|| format!("unhandled event `{event_type}`"))?;
-    let entity = entity_of(body)
-        .filter(|e| e.is_object())
-        .ok_or_else(|| format!("`{event_type}` has no entity"))?;
+    let entity = entity.ok_or_else(|| format!("`{event_type}` has no entity"))?;
     Ok(match kind {
         EventKind::Reservation => WebhookEvent::Reservation(entity),
         EventKind::Message => WebhookEvent::Message(entity),
         EventKind::Listing => WebhookEvent::Listing(entity),
         EventKind::ListingDeleted => WebhookEvent::ListingDeleted(
-            decode::id_field(entity, "id").ok_or("`listing.deleted` without an id")?,
+            decode::id_field(&entity.fields, "id").ok_or("`listing.deleted` without an id")?,
         ),
     })
 }
@@ -168,6 +220,11 @@ pub fn decode_event<'a>(event_type: &str, body: &'a Value) -> Result<WebhookEven
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn parse(body: Value) -> Result<Delivery, DeliveryError> {
+        let text = body.to_string();
+        parse_delivery(&Json::parse(text.as_bytes()).expect("JSON"))
+    }
 
     #[test]
     fn a_dedupe_key_hashes_the_event_and_the_canonical_entity() {
@@ -187,55 +244,56 @@ mod tests {
                           "data": {"id": 5, "listingMapId": 9, "b": 1, "a": 2}});
         let nested = json!({"eventType": "reservation.updated", "accountId": "1",
                             "payload": {"data": {"a": 2, "b": 1, "listingMapId": 9, "id": 5}}});
-        let a = parse_delivery(flat).unwrap();
-        let b = parse_delivery(nested).unwrap();
+        let a = parse(flat).unwrap();
+        let b = parse(nested).unwrap();
         assert_eq!(a.account_id, 1);
         assert_eq!(b.account_id, 1);
         assert_eq!(a.kind, Some(EventKind::Reservation));
         assert_eq!(a.dedupe_key, b.dedupe_key);
         // The entity's text is the canonical form the mirror stores, and
         // the key is the one `dedupe_key` gives for that entity.
-        let entity = entity_of(&a.body).unwrap();
-        assert_eq!(
-            a.entity_text.as_deref(),
-            Some(r#"{"a":2,"b":1,"id":5,"listingMapId":9}"#)
-        );
-        assert_eq!(a.entity_text.as_deref(), b.entity_text.as_deref());
-        assert_eq!(a.dedupe_key, dedupe_key("reservation.updated", entity));
+        let (ea, eb) = (a.entity.unwrap(), b.entity.unwrap());
+        assert_eq!(&*ea.text, r#"{"a":2,"b":1,"id":5,"listingMapId":9}"#);
+        assert_eq!(ea, eb);
+        let entity = json!({"id": 5, "listingMapId": 9, "b": 1, "a": 2});
+        assert_eq!(a.dedupe_key, dedupe_key("reservation.updated", &entity));
+        // A reservation's row fields only; a message whole.
+        assert_eq!(ea.fields, json!({"id": 5, "listingMapId": 9}));
+        let message = json!({"id": 3, "reservationId": 5, "body": "hi", "x": [1]});
+        let m =
+            parse(json!({"event": "message.received", "accountId": 1, "data": message})).unwrap();
+        assert_eq!(m.entity.unwrap().fields, message);
     }
 
     #[test]
     fn bad_deliveries_are_named() {
+        assert_eq!(parse(json!([1])).unwrap_err(), DeliveryError::NotAnObject);
         assert_eq!(
-            parse_delivery(json!([1])).unwrap_err(),
-            DeliveryError::NotAnObject
-        );
-        assert_eq!(
-            parse_delivery(json!({"accountId": 1})).unwrap_err(),
+            parse(json!({"accountId": 1})).unwrap_err(),
             DeliveryError::MissingEvent
         );
         assert_eq!(
-            parse_delivery(json!({"event": 5, "accountId": 1})).unwrap_err(),
+            parse(json!({"event": 5, "accountId": 1})).unwrap_err(),
             DeliveryError::BadEvent
         );
         assert_eq!(
-            parse_delivery(json!({"event": "x"})).unwrap_err(),
+            parse(json!({"event": "x"})).unwrap_err(),
             DeliveryError::MissingAccountId
         );
         assert_eq!(
-            parse_delivery(json!({"event": "x", "accountId": "abc"})).unwrap_err(),
+            parse(json!({"event": "x", "accountId": "abc"})).unwrap_err(),
             DeliveryError::BadAccountId
         );
         assert_eq!(
-            parse_delivery(json!({"event": "x", "accountId": [1]})).unwrap_err(),
+            parse(json!({"event": "x", "accountId": [1]})).unwrap_err(),
             DeliveryError::BadAccountId
         );
         assert!(matches!(
-            parse_delivery(json!({"event": "reservation.created", "accountId": 1})).unwrap_err(),
+            parse(json!({"event": "reservation.created", "accountId": 1})).unwrap_err(),
             DeliveryError::MissingEntity(_)
         ));
         assert!(matches!(
-            parse_delivery(json!({"event": "message.received", "accountId": 1, "data": {"id": 1}}))
+            parse(json!({"event": "message.received", "accountId": 1, "data": {"id": 1}}))
                 .unwrap_err(),
             DeliveryError::MissingField {
                 field: "reservationId",
@@ -246,10 +304,9 @@ mod tests {
 
     #[test]
     fn unknown_events_are_accepted_for_the_record() {
-        let d = parse_delivery(json!({"event": "task.created", "accountId": 1, "data": {"id": 3}}))
-            .unwrap();
+        let d = parse(json!({"event": "task.created", "accountId": 1, "data": {"id": 3}})).unwrap();
         assert_eq!(d.kind, None);
-        assert_eq!(d.entity_text, None, "nothing of it is mirrored");
-        assert!(decode_event("task.created", &d.body).is_err());
+        assert_eq!(d.entity, None, "nothing of it is mirrored");
+        assert!(decode_event("task.created", d.entity.as_ref()).is_err());
     }
 }

@@ -24,10 +24,10 @@ use crate::actors::traced::TraceExt;
 use crate::config::ServerSettings;
 use crate::events::EventType;
 use crate::hostaway::decode;
+use crate::hostaway::json::Json;
 use crate::hostaway::webhook::parse_delivery;
 use crate::http::AppContext;
 use crate::store::inbox::{self, Appended, EventFilter, EventStatus, NewEvent};
-use crate::store::rows::EntityJson;
 
 /// What no more than `server.max_inflight_bodies` request bodies, holding no
 /// more than `server.max_inflight_body_bytes` in all, may take while they are
@@ -188,20 +188,26 @@ async fn accept(
         &ctx.bodies,
     )
     .await?;
-    let mut value: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    let mut changed = false;
-    if decode::may_hold_nul(&body) {
-        // JSONB cannot store NUL: normalised the same on both backends.
+    };
+    // The text stored: the bytes received, unless NULs had to be replaced
+    // (JSONB cannot store NUL; normalised the same on both backends).
+    let text = if decode::may_hold_nul(&body) {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| invalid(&e))?;
         let replaced = decode::replace_nul(&mut value);
-        if replaced > 0 {
-            ctx.metrics.webhook_nul_replaced.inc_by(replaced as u64);
-            changed = true;
-        }
-    }
-    let delivery = parse_delivery(value)
+        ctx.metrics.webhook_nul_replaced.inc_by(replaced as u64);
+        value.to_string()
+    } else {
+        String::from_utf8(body.to_vec()).map_err(|e| invalid(&e))?
+    };
+    // Read once, borrowing from the text: the entity's canonical text and
+    // its row fields are all that is kept of the parse.
+    let json = Json::parse(text.as_bytes()).map_err(|e| invalid(&e))?;
+    let delivery = parse_delivery(&json)
         .map_err(|e| ApiError::bad_request("invalid_webhook", e.to_string()))?;
+    drop(json);
     *event_name = delivery.event.clone();
     root.record("hostaway.account_id", delivery.account_id);
     root.record("hostaway.event", delivery.event.as_str());
@@ -235,22 +241,17 @@ async fn accept(
     } else {
         EventStatus::Pending
     };
-    let entity = delivery.entity_text.map(EntityJson::from_canonical);
-    // What the row holds in memory until applied: the body, and the
+    let entity = delivery.entity.map(Arc::new);
+    // What the row holds in memory until applied: the text, and the
     // entity's text beside it.
-    let size = body.len() + entity.as_ref().map_or(0, EntityJson::len);
+    let size = text.len() + entity.as_ref().map_or(0, |e| e.text.len());
     let event = NewEvent {
         account_id: delivery.account_id,
         event_type: delivery.event.clone(),
         object_type: delivery.object.clone(),
         dedupe_key: delivery.dedupe_key.clone(),
         entity_key: delivery.entity_key.clone(),
-        // Parsed once: the bytes received are stored as they came (the
-        // parser checked they are UTF-8), unless NULs were replaced.
-        text: (!changed)
-            .then_some(&body)
-            .and_then(|b| String::from_utf8(b.to_vec()).ok()),
-        payload: delivery.body,
+        text,
         entity,
         status,
         // The ingest actor records its append span's context here.

@@ -3,14 +3,16 @@
 //! backoff, dead-lettered after the last attempt, replayable, pruned.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::rows::EntityJson;
 use super::{MAX_ROWS_PER_STATEMENT, Sql, chunk_by_size};
+use crate::hostaway::json::Json;
+use crate::hostaway::webhook::{Entity, EventKind};
 
 /// An inbox row's status, stored as its lower-case name.
 #[derive(
@@ -54,13 +56,12 @@ pub struct NewEvent {
     pub dedupe_key: String,
     /// The object the event is about (see `hostaway::webhook::entity_key`).
     pub entity_key: String,
-    pub payload: Value,
-    /// The canonical text of the entity of a handled event, when at hand
-    /// (handed on to the mirror's upsert as it is).
-    pub entity: Option<EntityJson>,
-    /// The JSON text to store when it is at hand (the bytes received, when
-    /// nothing in them was changed); otherwise `payload` is serialized.
-    pub text: Option<String>,
+    /// The JSON text stored as the payload: the bytes received (or, when
+    /// NULs had to be replaced, the body written again).
+    pub text: String,
+    /// What the mirror needs of a handled event's entity (read once, at
+    /// the HTTP boundary); handed to the account's actor with the row.
+    pub entity: Option<Arc<Entity>>,
     /// `Pending` for events to apply, `Ignored` for events kept only for the record.
     pub status: EventStatus,
     /// Set by the ingest actor from the event's append span.
@@ -83,17 +84,16 @@ pub struct InboxRow {
     pub id: i64,
     pub account_id: i64,
     pub event_type: String,
-    /// Shared: the row is handed between actors and retried without copying.
-    pub payload: std::sync::Arc<Value>,
-    /// The entity's canonical text when this process appended the row (it
-    /// was written for the dedupe key); `None` for rows read back from the
-    /// database.
-    pub entity: Option<EntityJson>,
+    /// What the mirror needs of the event's entity (`None` when the row
+    /// has none: applying it fails). Shared: the row is handed between
+    /// actors and retried without copying.
+    pub entity: Option<Arc<Entity>>,
     pub attempts: i32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub traceparent: Option<String>,
     pub received_at: DateTime<Utc>,
-    /// Bytes of the payload's JSON text (for memory bounds).
+    /// Bytes held for the row (its stored text and the entity's text; for
+    /// memory bounds).
     pub size: usize,
 }
 
@@ -105,7 +105,6 @@ impl InboxRow {
             id,
             account_id: 1,
             event_type: "reservation.updated".into(),
-            payload: std::sync::Arc::new(serde_json::json!({})),
             entity: None,
             attempts: 0,
             next_attempt_at: None,
@@ -197,10 +196,7 @@ impl Plan {
             .iter()
             .map(|(i, _)| {
                 let event = &events[*i];
-                event
-                    .text
-                    .clone()
-                    .unwrap_or_else(|| event.payload.to_string())
+                event.text.clone()
             })
             .collect();
         let sizes: Vec<usize> = texts.iter().map(String::len).collect();
@@ -385,41 +381,33 @@ fn values_insert(
     sql.build()
 }
 
-const ROW_COLUMNS: &str =
-    "id, account_id, event_type, payload, attempts, next_attempt_at, traceparent, received_at";
+/// The columns of an `InboxRow`, each behind `prefix` (a table alias and
+/// its dot, or nothing). The payload is read as text on either backend.
+fn row_columns(prefix: &str) -> String {
+    format!(
+        "{p}id, {p}account_id, {p}event_type, CAST({p}payload AS TEXT), {p}attempts, \
+         {p}next_attempt_at, {p}traceparent, {p}received_at",
+        p = prefix
+    )
+}
 
 fn inbox_row(row: &QueryResult) -> Result<InboxRow, DbErr> {
-    let payload: Value = row.try_get_by_index(3)?;
+    let event_type: String = row.try_get_by_index(2)?;
+    let text: String = row.try_get_by_index(3)?;
+    let entity = EventKind::of(&event_type)
+        .and_then(|kind| Entity::of(kind, &Json::parse(text.as_bytes()).ok()?))
+        .map(Arc::new);
     Ok(InboxRow {
         id: row.try_get_by_index(0)?,
         account_id: row.try_get_by_index(1)?,
-        event_type: row.try_get_by_index(2)?,
-        size: json_size(&payload),
-        payload: std::sync::Arc::new(payload),
-        entity: None,
+        event_type,
+        size: text.len() + entity.as_ref().map_or(0, |e| e.text.len()),
+        entity,
         attempts: row.try_get_by_index(4)?,
         next_attempt_at: row.try_get_by_index(5)?,
         traceparent: row.try_get_by_index(6)?,
         received_at: row.try_get_by_index(7)?,
     })
-}
-
-/// Bytes of a value's JSON text, counted without building it.
-pub fn json_size(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing to a counter cannot fail.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
 }
 
 /// Pending rows of an account with id above `after_id`, oldest first.
@@ -431,7 +419,8 @@ pub async fn pending_for_account<C: ConnectionTrait>(
 ) -> Result<Vec<InboxRow>, DbErr> {
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!(
-        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE account_id = "
+        "SELECT {} FROM webhook_events WHERE account_id = ",
+        row_columns("")
     ))
     .bind(account_id)
     .push(" AND status = 'pending' AND id > ")
@@ -455,11 +444,7 @@ pub async fn pending_after<C: ConnectionTrait>(
     if cursors.is_empty() {
         return Ok(Vec::new());
     }
-    let columns: String = ROW_COLUMNS
-        .split(", ")
-        .map(|c| format!("e.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = row_columns("e.");
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push("SELECT r.* FROM unnest(")
         .bind(cursors.iter().map(|c| c.0).collect::<Vec<_>>())
@@ -503,7 +488,8 @@ pub async fn rows_by_id<C: ConnectionTrait>(conn: &C, ids: &[i64]) -> Result<Vec
     }
     let mut sql = Sql::new(conn.get_database_backend());
     sql.push(&format!(
-        "SELECT {ROW_COLUMNS} FROM webhook_events WHERE status = 'pending' AND id"
+        "SELECT {} FROM webhook_events WHERE status = 'pending' AND id",
+        row_columns("")
     ))
     .in_ids(ids.iter().copied())
     .push(" ORDER BY id");

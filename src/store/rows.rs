@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::version::{Observed, Version};
 use crate::hostaway::decode;
+use crate::hostaway::webhook::Entity;
 
 /// Which account (and customer) a row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +98,16 @@ pub fn message_stamp(message: &Value) -> Option<DateTime<Utc>> {
 
 pub fn listing_row(owner: Owner, payload: Value, observed: &Observed) -> Option<ListingRow> {
     let text = EntityJson::of(&payload);
-    listing_row_with(owner, &payload, text, observed)
+    listing_row_of(owner, &payload, text, observed)
 }
 
-/// `listing_row` of an entity whose canonical text is already at hand.
-pub fn listing_row_with(
+/// `listing_row` of a webhook's entity (read once at the HTTP boundary).
+pub fn listing_row_with(owner: Owner, entity: &Entity, observed: &Observed) -> Option<ListingRow> {
+    let text = EntityJson::from_canonical(entity.text.clone());
+    listing_row_of(owner, &entity.fields, text, observed)
+}
+
+fn listing_row_of(
     owner: Owner,
     payload: &Value,
     text: EntityJson,
@@ -128,11 +134,21 @@ pub fn reservation_row(
     observed: &Observed,
 ) -> Option<ReservationRow> {
     let text = EntityJson::of(&payload);
-    reservation_row_with(owner, &payload, text, observed)
+    reservation_row_of(owner, &payload, text, observed)
 }
 
-/// `reservation_row` of an entity whose canonical text is already at hand.
+/// `reservation_row` of a webhook's entity (read once at the HTTP
+/// boundary: its `ROW_FIELDS` and canonical text).
 pub fn reservation_row_with(
+    owner: Owner,
+    entity: &Entity,
+    observed: &Observed,
+) -> Option<ReservationRow> {
+    let text = EntityJson::from_canonical(entity.text.clone());
+    reservation_row_of(owner, &entity.fields, text, observed)
+}
+
+fn reservation_row_of(
     owner: Owner,
     payload: &Value,
     text: EntityJson,
@@ -306,6 +322,54 @@ mod tests {
             source: crate::store::version::Source::Sync,
             max_future_skew: chrono::Duration::days(1),
         }
+    }
+
+    fn fixture(name: &str) -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hostaway")
+            .join(name);
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("JSON")
+    }
+
+    /// A webhook's row is made of its entity's `ROW_FIELDS` only: it must
+    /// equal the row made of the whole entity (a field a row reads that
+    /// the list misses would be lost for every webhook).
+    #[test]
+    fn rows_from_the_row_fields_equal_rows_from_the_whole_entity() {
+        use crate::events::EventKind;
+        use crate::hostaway::json::Json;
+        let mut reservations: Vec<Value> = fixture("reservations_page.json")["result"]
+            .as_array()
+            .expect("reservations")
+            .clone();
+        for name in [
+            "webhook_reservation_created.json",
+            "webhook_reservation_updated.json",
+            "webhook_reservation_cancelled.json",
+        ] {
+            reservations.push(fixture(name)["data"].clone());
+        }
+        let listings: Vec<Value> = fixture("listings_page.json")["result"]
+            .as_array()
+            .expect("listings")
+            .clone();
+        let observed = observed();
+        let entity = |kind, value: &Value| {
+            let body = serde_json::json!({ "data": value }).to_string();
+            Entity::of(kind, &Json::parse(body.as_bytes()).unwrap()).expect("entity")
+        };
+        for value in &reservations {
+            let whole = reservation_row(OWNER, value.clone(), &observed).expect("a row");
+            let picked =
+                reservation_row_with(OWNER, &entity(EventKind::Reservation, value), &observed);
+            assert_eq!(picked.as_ref(), Some(&whole));
+        }
+        for value in &listings {
+            let whole = listing_row(OWNER, value.clone(), &observed).expect("a row");
+            let picked = listing_row_with(OWNER, &entity(EventKind::Listing, value), &observed);
+            assert_eq!(picked.as_ref(), Some(&whole));
+        }
+        assert!(reservations.len() > 3 && !listings.is_empty());
     }
 
     #[test]

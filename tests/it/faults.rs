@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
+use sync_hostaway::hostaway::json::Json;
 use sync_hostaway::hostaway::webhook::parse_delivery;
 use sync_hostaway::sync::SyncMode;
 use tokio::sync::Mutex;
@@ -674,7 +675,7 @@ async fn ten_thousand_malformed_requests_never_500_and_store_nothing_malformed()
         .collect();
     for payload in &stored {
         assert!(
-            parse_delivery(payload.clone()).is_ok(),
+            parse_delivery(&Json::parse(payload.to_string().as_bytes()).unwrap()).is_ok(),
             "a malformed event was stored: {payload}"
         );
     }

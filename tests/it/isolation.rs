@@ -486,12 +486,11 @@ async fn a_failing_first_row_never_holds_up_a_large_backlog(backend: Backend) {
                 object_type: Some("reservation".into()),
                 dedupe_key: format!("backlog-{i}"),
                 entity_key: format!("reservation:{id}"),
-                payload: reservation_event(A, id, Some("2025-06-15 12:00:00"), "Backlog"),
+                text: reservation_event(A, id, Some("2025-06-15 12:00:00"), "Backlog").to_string(),
                 status: EventStatus::Pending,
                 traceparent: None,
                 received_at: chrono::Utc::now(),
                 size: 0,
-                text: None,
                 entity: None,
             }
         })

@@ -328,12 +328,11 @@ async fn events_left_pending_while_stopped_are_applied_on_start(backend: Backend
                 object_type: Some("reservation".into()),
                 dedupe_key: format!("pending-{i}"),
                 entity_key: format!("reservation:{}", 500 + i),
-                payload: body,
+                text: body.to_string(),
                 status: EventStatus::Pending,
                 traceparent: None,
                 received_at: chrono::Utc::now(),
                 size: 0,
-                text: None,
                 entity: None,
             }
         })

@@ -81,14 +81,14 @@ pub(super) async fn apply_rows(
         crate::telemetry::set_remote_parent(&span, row.traceparent.as_deref());
         let decoded = span.in_scope(|| {
             contain_sync(|| -> Result<WebhookEvent, String> {
-                let event = decode_event(&row.event_type, &row.payload)?;
+                let event = decode_event(&row.event_type, row.entity.as_deref())?;
                 if let WebhookEvent::Reservation(data) | WebhookEvent::Message(data) = &event {
                     let key = if matches!(event, WebhookEvent::Reservation(_)) {
                         "id"
                     } else {
                         "reservationId"
                     };
-                    if let Some(id) = crate::hostaway::decode::id_field(data, key) {
+                    if let Some(id) = crate::hostaway::decode::id_field(&data.fields, key) {
                         if faults.panic_on_reservation_ids.contains(&id) {
                             panic!("injected panic applying reservation {id}");
                         }
@@ -107,14 +107,13 @@ pub(super) async fn apply_rows(
             }
             Ok(Err(reason)) => failures.push((row, reason)),
             Ok(Ok(WebhookEvent::Reservation(data))) => {
-                let text = entity_text(&row, data);
-                match rows::reservation_row_with(owner, data, text, &observed) {
+                match rows::reservation_row_with(owner, data, &observed) {
                     Some(r) => reservations.push((row, r, span)),
                     None => failures.push((row, "reservation without id or listingMapId".into())),
                 }
             }
             Ok(Ok(WebhookEvent::Message(data))) => {
-                let merges = rows::thread_merges(owner, vec![data.clone()], &observed);
+                let merges = rows::thread_merges(owner, vec![data.fields.clone()], &observed);
                 if merges.is_empty() {
                     failures.push((row, "message without id or reservationId".into()));
                 } else {
@@ -122,15 +121,16 @@ pub(super) async fn apply_rows(
                 }
             }
             Ok(Ok(WebhookEvent::Listing(data))) => {
-                let text = entity_text(&row, data);
-                match rows::listing_row_with(owner, data, text, &observed) {
+                match rows::listing_row_with(owner, data, &observed) {
                     Some(l) => listings.push((row, ListingChange::Upsert(l), span)),
                     None => failures.push((row, "listing without an id".into())),
                 }
             }
             Ok(Ok(WebhookEvent::ListingDeleted(id))) => {
-                let stamp =
-                    crate::hostaway::webhook::entity_of(&row.payload).and_then(rows::entity_stamp);
+                let stamp = row
+                    .entity
+                    .as_ref()
+                    .and_then(|e| rows::entity_stamp(&e.fields));
                 let version = Observed {
                     source: Source::Delete,
                     ..observed
@@ -216,14 +216,6 @@ pub(super) async fn apply_rows(
         }
     }
     applied
-}
-
-/// The entity's canonical text: made at ingest for rows this process
-/// appended, written now for rows read back from the database.
-fn entity_text(row: &InboxRow, entity: &serde_json::Value) -> rows::EntityJson {
-    row.entity
-        .clone()
-        .unwrap_or_else(|| rows::EntityJson::of(entity))
 }
 
 /// Records a failed attempt at `row`; in cluster mode under the account's
