@@ -141,7 +141,16 @@ pub fn pgbench_upserts(url: &str, clients: usize, seconds: u64) -> f64 {
         ),
     )
     .expect("script");
-    let output = Command::new("pgbench")
+    let mut pgbench = Command::new("pgbench");
+    if ["@127.0.0.1", "@localhost", "@[::1]"]
+        .iter()
+        .any(|host| url.contains(host))
+        && !url.contains("sslmode")
+    {
+        // As the service reaches a server on this host: without TLS.
+        pgbench.env("PGSSLMODE", "disable");
+    }
+    let output = pgbench
         .arg("-n")
         .arg("-c")
         .arg(clients.to_string())

@@ -562,6 +562,45 @@ crate::pg_test! {
 }
 
 crate::pg_test! {
+    /// A server on this host is reached without TLS unless the URL asks
+    /// for it (it protects nothing there and cost both ends ~12 % of their
+    /// CPU under load); a URL's own `sslmode` is obeyed.
+    async fn loopback_connections_skip_tls_unless_the_url_asks() {
+        let test_db = TestDb::new(Backend::Postgres);
+        let uses_tls = |url: String| {
+            let test_db = &test_db;
+            async move {
+                let mut settings = test_db.settings(&[]);
+                settings.database.url = sync_hostaway::config::DatabaseUrl::new(url).unwrap();
+                let db = sync_hostaway::store::connect(&settings.database)
+                    .await
+                    .expect("connect");
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DbBackend::Postgres,
+                        "SELECT ssl, current_setting('ssl') = 'on' FROM pg_stat_ssl \
+                         WHERE pid = pg_backend_pid()",
+                    ))
+                    .await
+                    .expect("query")
+                    .expect("row");
+                let tls: bool = row.try_get_by_index(0).unwrap();
+                let offered: bool = row.try_get_by_index(1).unwrap();
+                (tls, offered)
+            }
+        };
+        let url = test_db.settings(&[]).database.url.expose().to_string();
+        let (tls, offered) = uses_tls(url.clone()).await;
+        assert!(!tls, "{url} is on this host: plain");
+        if offered {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            let (tls, _) = uses_tls(format!("{url}{separator}sslmode=require")).await;
+            assert!(tls, "sslmode=require is obeyed");
+        }
+    }
+}
+
+crate::pg_test! {
     /// A statement's generic plan is made on its first use, here while the
     /// inbox is empty; once the inbox holds thousands of rows the same
     /// cached plan must still find a row by its key through an index, not
