@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, WrapFuture};
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Supervised, WrapFuture,
+};
 use chrono::Utc;
 use rand::Rng;
 use tokio::time::Instant;
@@ -15,7 +17,7 @@ use super::router::{AccountRouter, SyncAccount};
 use super::supervision::contain_sync;
 use super::traced::TraceExt;
 use crate::context::Core;
-use crate::store::{inbox, leases};
+use crate::store::{CHECKPOINT_EVERY, WalCheckpointer, inbox, leases};
 use crate::sync::{SyncMode, SyncRequest};
 
 /// How often processed inbox rows past their retention are pruned.
@@ -33,16 +35,23 @@ pub struct Scheduler {
     enabled: bool,
     due: HashMap<i64, Instant>,
     next_prune: Instant,
+    /// SQLite's WAL checkpointer (`None` on PostgreSQL), and whether it is
+    /// running.
+    checkpointer: Option<Arc<tokio::sync::Mutex<WalCheckpointer>>>,
+    checkpointing: bool,
 }
 
 impl Scheduler {
     pub fn new(core: Arc<Core>, router: Addr<AccountRouter>, enabled: bool) -> Self {
         Scheduler {
+            checkpointer: WalCheckpointer::for_settings(&core.settings.database)
+                .map(|c| Arc::new(tokio::sync::Mutex::new(c))),
             core,
             router,
             enabled,
             due: HashMap::new(),
             next_prune: Instant::now(),
+            checkpointing: false,
         }
     }
 
@@ -82,6 +91,27 @@ impl Scheduler {
                 }
             }
             .into_actor(self),
+        );
+    }
+
+    /// SQLite: copies the WAL back into the database file beside the
+    /// writers (`store::WalCheckpointer`); one at a time.
+    fn checkpoint(&mut self, ctx: &mut Context<Self>) {
+        let Some(checkpointer) = self.checkpointer.clone() else {
+            return;
+        };
+        if self.checkpointing {
+            return;
+        }
+        self.checkpointing = true;
+        ctx.spawn(
+            async move {
+                if let Err(err) = checkpointer.lock().await.run().await {
+                    tracing::warn!(error = %err, "WAL checkpoint failed");
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.checkpointing = false),
         );
     }
 
@@ -176,11 +206,14 @@ impl Actor for Scheduler {
             }
             act.prune(ctx);
         });
+        ctx.run_interval(CHECKPOINT_EVERY, |act, ctx| act.checkpoint(ctx));
     }
 }
 
 impl Supervised for Scheduler {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        // A checkpoint in flight ended with the old context.
+        self.checkpointing = false;
         self.core
             .metrics
             .actor_restarts

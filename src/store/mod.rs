@@ -94,6 +94,16 @@ pub async fn connect_with(
                 .synchronous(synchronous)
                 .busy_timeout(Duration::from_secs(15))
                 .foreign_keys(true)
+                // A multi-row upsert keeps a statement journal (to undo
+                // itself on a constraint failure): in memory, not a temp
+                // file written and read back on every batch.
+                .pragma("temp_store", "memory")
+                // The WAL is copied back into the database file by the
+                // scheduler's checkpoint chore (`checkpoint_wal`), beside the
+                // writers rather than by whichever commit crossed SQLite's
+                // default 1,000 pages while holding the write lock; this is
+                // only the backstop.
+                .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
         });
     } else {
         ensure_pg_schema(&url, &settings.schema, timeout).await?;
@@ -202,6 +212,62 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migration::Migrator::up(db, None).await?;
     Ok(())
+}
+
+/// SQLite: WAL pages past which a committing connection checkpoints by
+/// itself (40 MB of 4 KiB pages), should the scheduler's chore fall behind.
+const WAL_BACKSTOP_PAGES: u32 = 10_000;
+
+/// SQLite: copies what the WAL holds back into the database file, on a
+/// connection of its own, without waiting for (or blocking) any writer or
+/// reader (`PASSIVE`); once it has caught up, the next commit starts the
+/// WAL from its beginning. The scheduler runs it every
+/// `CHECKPOINT_EVERY`, so no commit has to do it while it holds the write
+/// lock (the connections' `wal_autocheckpoint` is only the backstop).
+pub struct WalCheckpointer {
+    options: sea_orm::sqlx::sqlite::SqliteConnectOptions,
+    connection: Option<sea_orm::sqlx::SqliteConnection>,
+}
+
+/// How often the scheduler checkpoints SQLite's WAL.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+impl WalCheckpointer {
+    /// A checkpointer for an SQLite database; `None` on PostgreSQL.
+    pub fn for_settings(settings: &DatabaseSettings) -> Option<WalCheckpointer> {
+        use std::str::FromStr;
+        let url = settings.url.expose();
+        if !url.starts_with("sqlite:") {
+            return None;
+        }
+        let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .ok()?
+            .busy_timeout(Duration::from_secs(5));
+        Some(WalCheckpointer {
+            options,
+            connection: None,
+        })
+    }
+
+    /// One checkpoint; the frames copied. A failed connection is opened
+    /// again next time.
+    pub async fn run(&mut self) -> Result<i64, sea_orm::sqlx::Error> {
+        use sea_orm::sqlx::{ConnectOptions as _, Row as _};
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(self.options.connect().await?),
+        };
+        let result = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut *connection)
+            .await;
+        match result {
+            Ok(row) => row.try_get::<i64, _>(2),
+            Err(err) => {
+                self.connection = None;
+                Err(err)
+            }
+        }
+    }
 }
 
 /// Starts a write transaction. On SQLite it takes the write lock up front

@@ -596,3 +596,56 @@ async fn the_inbox_listing_pages_and_leaves_payloads_out(backend: Backend) {
     let newer = page("after_id=0&limit=1000").await;
     assert_eq!(newer["events"].as_array().unwrap().len(), 5);
 }
+
+/// SQLite: the scheduler copies the WAL back into the database file beside
+/// the writers (no commit has to cross the backstop of 10,000 pages while
+/// holding the write lock): after a burst the database file itself grows,
+/// and the WAL is fully copied.
+#[actix_web::test]
+async fn sqlite_wal_is_checkpointed_beside_the_writers() {
+    let app = app(Backend::Sqlite, &[]).await;
+    let path = app
+        .test_db
+        .url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    // Whatever start-up wrote is copied first.
+    wait_for("a first checkpoint", Duration::from_secs(10), || async {
+        (size() > 0).then_some(())
+    })
+    .await;
+    let before = size();
+    for id in 0..200 {
+        let mut body = fixture("webhook_reservation_updated.json");
+        body["data"]["id"] = json!(930_000 + id);
+        body["data"]["hostawayReservationId"] = json!(930_000 + id);
+        assert_eq!(app.deliver(&body).await.status(), 200);
+    }
+    wait_settled(&app.db).await;
+    wait_for(
+        "the mirror in the database file",
+        Duration::from_secs(10),
+        || async { (size() > before).then_some(()) },
+    )
+    .await;
+    let left = wait_for("the WAL copied", Duration::from_secs(10), || async {
+        let row = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "PRAGMA wal_checkpoint(PASSIVE)",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let log: i64 = row.try_get_by_index(1).unwrap();
+        let copied: i64 = row.try_get_by_index(2).unwrap();
+        (log == copied).then_some(log - copied)
+    })
+    .await;
+    assert_eq!(left, 0);
+}
