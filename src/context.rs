@@ -47,6 +47,8 @@ impl From<sea_orm::DbErr> for StartupError {
 pub struct Core {
     pub settings: Settings,
     pub db: DatabaseConnection,
+    /// The committing actors' own connections (the shared pool on SQLite).
+    pub committers: store::Committers,
     pub metrics: Arc<Metrics>,
     pub cipher: Cipher,
     pub hostaway: HostawayClient,
@@ -85,6 +87,8 @@ impl Core {
         if settings.database.auto_migrate {
             store::migrate(&db).await?;
         }
+        let committers =
+            store::Committers::open(&settings.database, &db, idle_in_transaction).await?;
         let cipher = Cipher::from_settings(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let cluster = cluster_db.map(|own| {
@@ -120,6 +124,7 @@ impl Core {
         Ok(Core {
             settings,
             db,
+            committers,
             metrics,
             cipher,
             hostaway,

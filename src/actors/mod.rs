@@ -70,7 +70,7 @@ impl ActorSystem {
         let gate = WriteGate::for_backend(core.db.get_database_backend());
         let writers = Writers::start(
             &writer_arbiter.handle(),
-            &core.db,
+            &core.committers,
             &gate,
             &core.metrics,
             settings.webhooks.ingest_batch_max.get(),
@@ -85,7 +85,11 @@ impl ActorSystem {
             Supervisor::start(move |_| AccountRouter::new(core, writers, registrar, handles))
         };
         let ingest = {
-            let (db, metrics, router) = (core.db.clone(), core.metrics.clone(), router.clone());
+            let (db, metrics, router) = (
+                core.committers.inbox.clone(),
+                core.metrics.clone(),
+                router.clone(),
+            );
             let max_batch = settings.webhooks.ingest_batch_max.get();
             let poison = settings.faults.fail_inbox_event_types.clone();
             let cluster = core.cluster.clone();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures::future::LocalBoxFuture;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tracing::{Instrument, Span};
 
 use super::group_commit::{BatchError, BatchJob, Committed, GroupCommit};
@@ -214,16 +214,12 @@ async fn commit_items<W: EntityWrites>(
 ) -> Result<Vec<Vec<Key>>, DbErr> {
     let _turn = gate.enter().await;
     let _timer = metrics.db_timer(W::OPERATION);
+    // On PostgreSQL this writer's own session commits without waiting for
+    // the WAL flush (`store::Committers`): the mirror is derived from the
+    // inbox, which is durable; a server crash can lose only whole
+    // transactions, the inbox rows they settle included, so those rows are
+    // still pending and applied again (idempotently).
     let tx = begin_write(db).await?;
-    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // The mirror is derived from the inbox, which is durable: this
-        // commit need not wait for its WAL flush. A server crash can lose
-        // only whole transactions, the inbox rows they settle included, so
-        // those rows are still pending and applied again (idempotently);
-        // the next synchronous commit (any inbox append) flushes it anyway.
-        tx.execute_unprepared("SET LOCAL synchronous_commit = off")
-            .await?;
-    }
     check_fences(&tx, items.iter().filter_map(|i| i.fence.as_ref())).await?;
     let now = Utc::now();
     let (written, total) = W::apply(&tx, items.iter().map(|i| &i.op).collect(), now).await?;
@@ -347,15 +343,19 @@ impl Writers {
     /// so serializing rows never delays the inbox appends).
     pub fn start(
         arbiter: &actix::ArbiterHandle,
-        db: &DatabaseConnection,
+        committers: &crate::store::Committers,
         gate: &WriteGate,
         metrics: &Arc<Metrics>,
         max_batch: usize,
     ) -> Self {
         use actix::Supervisor;
-        let (d1, g1, m1) = (db.clone(), gate.clone(), metrics.clone());
-        let (d2, g2, m2) = (db.clone(), gate.clone(), metrics.clone());
-        let (d3, g3, m3) = (db.clone(), gate.clone(), metrics.clone());
+        let (d1, g1, m1) = (committers.listings.clone(), gate.clone(), metrics.clone());
+        let (d2, g2, m2) = (
+            committers.reservations.clone(),
+            gate.clone(),
+            metrics.clone(),
+        );
+        let (d3, g3, m3) = (committers.threads.clone(), gate.clone(), metrics.clone());
         Writers {
             listings: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(Writer::<Listings>::new(d1, g1, m1.clone()), max_batch, m1)

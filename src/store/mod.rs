@@ -57,16 +57,82 @@ pub async fn connect_with(
     settings: &DatabaseSettings,
     idle_in_transaction: Option<Duration>,
 ) -> Result<DatabaseConnection, StoreError> {
+    connect_pool(settings, idle_in_transaction, Session::Shared).await
+}
+
+/// What a pool's connections are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// The service's pool (`database.max_connections`).
+    Shared,
+    /// One connection, kept by one committing actor for itself.
+    Committer { durable: bool },
+}
+
+/// The connections of the committing actors (PostgreSQL): the inbox's,
+/// and one per entity writer. Each actor has one transaction or statement
+/// in flight at a time and keeps its own server session: its statements
+/// are planned once and stay warm in one backend's caches, instead of
+/// passing through every connection of the shared pool (with three
+/// replicas, some sixty backends each planned and ran every statement).
+/// The writers' sessions commit without waiting for their WAL flush
+/// (`synchronous_commit = off`): the mirror is derived from the inbox, and
+/// a crash loses only whole apply transactions, whose inbox rows are then
+/// still pending. On SQLite there are none: everything shares the pool
+/// (and its write lock).
+#[derive(Clone)]
+pub struct Committers {
+    pub inbox: DatabaseConnection,
+    pub listings: DatabaseConnection,
+    pub reservations: DatabaseConnection,
+    pub threads: DatabaseConnection,
+}
+
+impl Committers {
+    pub async fn open(
+        settings: &DatabaseSettings,
+        shared: &DatabaseConnection,
+        idle_in_transaction: Option<Duration>,
+    ) -> Result<Committers, StoreError> {
+        if shared.get_database_backend() != DbBackend::Postgres {
+            return Ok(Committers {
+                inbox: shared.clone(),
+                listings: shared.clone(),
+                reservations: shared.clone(),
+                threads: shared.clone(),
+            });
+        }
+        let own = |durable| {
+            connect_pool(
+                settings,
+                idle_in_transaction,
+                Session::Committer { durable },
+            )
+        };
+        Ok(Committers {
+            inbox: own(true).await?,
+            listings: own(false).await?,
+            reservations: own(false).await?,
+            threads: own(false).await?,
+        })
+    }
+}
+
+async fn connect_pool(
+    settings: &DatabaseSettings,
+    idle_in_transaction: Option<Duration>,
+    session: Session,
+) -> Result<DatabaseConnection, StoreError> {
     let url = settings.url.expose().to_string();
     let timeout = Duration::from_secs(settings.connect_timeout_secs.max(1));
     let mut options = ConnectOptions::new(url.clone());
-    let pool = if url.starts_with("sqlite:") {
-        settings.sqlite_max_connections
-    } else {
-        settings.max_connections
+    let pool = match session {
+        Session::Committer { .. } => 1,
+        Session::Shared if url.starts_with("sqlite:") => settings.sqlite_max_connections.get(),
+        Session::Shared => settings.max_connections.get(),
     };
     options
-        .max_connections(pool.get())
+        .max_connections(pool)
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
@@ -106,7 +172,10 @@ pub async fn connect_with(
                 .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES.to_string())
         });
     } else {
-        ensure_pg_schema(&url, &settings.schema, timeout).await?;
+        if session == Session::Shared {
+            // The committers connect after the shared pool made it.
+            ensure_pg_schema(&url, &settings.schema, timeout).await?;
+        }
         let schema = settings.schema.clone();
         let plain = loopback_without_sslmode(&url);
         // search_path as a startup parameter: no extra round trip per connection.
@@ -136,6 +205,12 @@ pub async fn connect_with(
             let opts = match &idle {
                 Some(idle) => opts.options([("idle_in_transaction_session_timeout", idle.clone())]),
                 None => opts,
+            };
+            let opts = match session {
+                Session::Committer { durable: false } => {
+                    opts.options([("synchronous_commit", "off")])
+                }
+                _ => opts,
             };
             if plain {
                 opts.ssl_mode(sea_orm::sqlx::postgres::PgSslMode::Disable)

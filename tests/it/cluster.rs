@@ -349,7 +349,7 @@ crate::pg_test! {
         use sync_hostaway::store::version::{Observed, Source};
         use sync_hostaway::sync::MirrorWriter;
 
-        let (_test_db, db) = pg().await;
+        let (test_db, db) = pg().await;
         for account_id in [1, 2] {
             accounts::insert(
                 &db,
@@ -364,9 +364,16 @@ crate::pg_test! {
             .await
             .unwrap();
         }
+        let committers = sync_hostaway::store::Committers::open(
+            &test_db.settings(&[]).database,
+            &db,
+            None,
+        )
+        .await
+        .unwrap();
         let writers = Writers::start(
             &actix::Arbiter::current(),
-            &db,
+            &committers,
             &sync_hostaway::store::WriteGate::for_backend(db.get_database_backend()),
             &Arc::new(sync_hostaway::metrics::Metrics::new()),
             16,

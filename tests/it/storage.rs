@@ -562,6 +562,48 @@ crate::pg_test! {
 }
 
 crate::pg_test! {
+    /// The committing actors' sessions: the inbox's commits wait for their
+    /// WAL flush (the 200 depends on it), the writers' do not (the mirror
+    /// is derived from the inbox); each is one connection of its own.
+    async fn committers_have_their_own_sessions_and_only_the_inbox_waits_for_the_flush() {
+        let test_db = TestDb::new(Backend::Postgres);
+        let db = test_db.connect().await;
+        let committers =
+            sync_hostaway::store::Committers::open(&test_db.settings(&[]).database, &db, None)
+                .await
+                .expect("committers");
+        let session = |conn: DatabaseConnection| async move {
+            let row = conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT current_setting('synchronous_commit'), pg_backend_pid()",
+                ))
+                .await
+                .expect("query")
+                .expect("row");
+            let commit: String = row.try_get_by_index(0).unwrap();
+            let pid: i32 = row.try_get_by_index(1).unwrap();
+            (commit, pid)
+        };
+        let (inbox, inbox_pid) = session(committers.inbox.clone()).await;
+        assert_eq!(inbox, "on");
+        let mut pids = vec![inbox_pid];
+        for writer in [&committers.listings, &committers.reservations, &committers.threads] {
+            let (commit, pid) = session(writer.clone()).await;
+            assert_eq!(commit, "off");
+            // The same session every time.
+            assert_eq!(session(writer.clone()).await.1, pid);
+            pids.push(pid);
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), 4, "four sessions of their own");
+        let (shared, _) = session(db.clone()).await;
+        assert_eq!(shared, "on");
+    }
+}
+
+crate::pg_test! {
     /// A server on this host is reached without TLS unless the URL asks
     /// for it (it protects nothing there and cost both ends ~12 % of their
     /// CPU under load); a URL's own `sslmode` is obeyed.
