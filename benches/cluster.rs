@@ -3,6 +3,9 @@
 //! three cluster replicas behind HAProxy, all in one run on one PostgreSQL
 //! server; then the failover time after `kill -9` of one of the three.
 //!
+//! The two deployments run side by side and their loads take turns
+//! (BENCH_ROUNDS rounds, default 2).
+//!
 //! `cargo bench --bench cluster` (BENCH_SECONDS, BENCH_CLIENTS; needs
 //! `haproxy` and BENCH_DATABASE_URL or TEST_DATABASE_URL; `-- --write-docs`
 //! records the figures in docs/PERFORMANCE.md).
@@ -163,33 +166,22 @@ fn main() {
         let accounts = FIRST_ACCOUNT..FIRST_ACCOUNT + ACCOUNTS;
         let duration = Duration::from_secs(seconds);
 
+        // Both deployments stay up side by side, each on its own schema, and
+        // their loads take turns (BENCH_ROUNDS rounds, the order reversed
+        // every other round): the machine's speed drifts by more than the
+        // difference being measured, so only figures taken in turns compare.
+        let rounds = env_number("BENCH_ROUNDS", 2).max(1);
         // One replica, as the service runs without cluster mode.
         let single_db = Database::postgres().expect("BENCH_DATABASE_URL or TEST_DATABASE_URL");
         let single = common::start_service(&single_db, &[]);
         common::create_accounts(&http, &single, accounts.clone()).await;
-        let proxied = Haproxy::start(&[single.address.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port")]);
+        let proxied = Haproxy::start(&[single
+            .address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")]);
         wait_ready(&http, &[&single]).await;
-        println!("warm-up");
-        load(&Target::of(&single), clients, Duration::from_secs(2), None, 1).await;
-        println!("one replica, direct: {clients} clients for {seconds} s");
-        let direct = load(&Target::of(&single), clients, duration, None, 10_000_000).await;
-        let single_ops = db_operations(&http, &[&single], direct.acked).await;
-        println!("database operations per event: {single_ops}");
-        println!("one replica behind HAProxy");
-        let behind = load(
-            &Target {
-                url: proxied.url("/api/v1/hostaway/webhooks"),
-                pids: vec![single.pid()],
-            },
-            clients,
-            duration,
-            None,
-            20_000_000,
-        )
-        .await;
-        drop(proxied);
-        drop(single);
-        single_db.cleanup().await;
 
         // Three cluster replicas on a fresh schema.
         let db = Database::postgres().expect("database");
@@ -197,37 +189,74 @@ fn main() {
         let mut replicas: Vec<Option<Service>> = ports
             .iter()
             .enumerate()
-            .map(|(i, port)| Some(start(&db, &cluster_env(&port.to_string(), &format!("r{}", i + 1)))))
+            .map(|(i, port)| {
+                Some(start(
+                    &db,
+                    &cluster_env(&port.to_string(), &format!("r{}", i + 1)),
+                ))
+            })
             .collect();
         let proxy = Haproxy::start(&ports);
         common::create_accounts(&http, replicas[0].as_ref().expect("r1"), accounts.clone()).await;
         let conn = db.connect().await;
+        let single_conn = single_db.connect().await;
         let settled = Instant::now();
         loop {
             let held: i64 = owners(&conn).await.iter().map(|(_, n)| n).sum();
             if held == ACCOUNTS && owners(&conn).await.len() == 3 {
                 break;
             }
-            assert!(settled.elapsed() < Duration::from_secs(60), "leases never settled");
+            assert!(
+                settled.elapsed() < Duration::from_secs(60),
+                "leases never settled"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let refs: Vec<&Service> = replicas.iter().flatten().collect();
         wait_ready(&http, &refs).await;
         let shares = owners(&conn).await;
+        let direct_target = Target::of(&single);
+        let behind_target = Target {
+            url: proxied.url("/api/v1/hostaway/webhooks"),
+            pids: vec![single.pid()],
+        };
         let target = Target {
             url: proxy.url("/api/v1/hostaway/webhooks"),
             pids: refs.iter().map(|s| s.pid()).collect(),
         };
         println!("warm-up");
-        load(&target, clients, Duration::from_secs(2), None, 1).await;
-        println!("three replicas behind HAProxy");
-        let three = load(&target, clients, duration, None, 30_000_000).await;
-        let three_ops = db_operations(&http, &refs, three.acked).await;
-        println!("database operations per event: {three_ops}");
-        let start_backlog = Instant::now();
-        while pending(&conn).await > 0 && start_backlog.elapsed() < Duration::from_secs(120) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        load(&direct_target, clients, Duration::from_secs(2), None, 1).await;
+        load(&target, clients, Duration::from_secs(2), None, 2_000_000).await;
+
+        let setups = [&direct_target, &behind_target, &target];
+        let mut runs: [Vec<Load>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut first_id = 10_000_000;
+        for round in 0..rounds {
+            let mut order = [0, 1, 2];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for setup in order {
+                println!(
+                    "round {}: {} for {seconds} s",
+                    round + 1,
+                    ["one replica, direct", "one replica behind HAProxy", "three replicas behind HAProxy"][setup]
+                );
+                runs[setup].push(load(setups[setup], clients, duration, None, first_id).await);
+                first_id += 10_000_000;
+                // The next load starts with nothing left to apply.
+                while pending(&conn).await > 0 || pending(&single_conn).await > 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
         }
+        let acked = |setup: usize| runs[setup].iter().map(|l| l.acked).sum::<u64>();
+        let single_ops = db_operations(&http, &[&single], acked(0) + acked(1)).await;
+        let three_ops = db_operations(&http, &refs, acked(2)).await;
+        println!("database operations per event: one replica {single_ops}; three {three_ops}");
+        drop(proxied);
+        drop(single);
+        single_db.cleanup().await;
 
         // Failover: kill -9 one replica under a steady 300/s.
         println!("failover: kill -9 of r2 under 300 events/s");
@@ -283,19 +312,36 @@ fn main() {
         drop(replicas);
         db.cleanup().await;
 
-        let ratio = rate(&three) / rate(&direct);
-        let ratio_proxied = rate(&three) / rate(&behind);
+        let mean = |setup: usize| {
+            runs[setup].iter().map(rate).sum::<f64>() / runs[setup].len() as f64
+        };
+        let ratio = mean(2) / mean(0);
+        let ratio_proxied = mean(2) / mean(1);
+        let labels = [
+            "1 replica, direct",
+            "1 replica behind HAProxy",
+            "3 replicas (cluster mode) behind HAProxy",
+        ];
+        let mut table = String::new();
+        for (setup, label) in labels.iter().enumerate() {
+            for (round, run) in runs[setup].iter().enumerate() {
+                table.push_str(&row(&format!("{label}, round {}", round + 1), run));
+            }
+        }
         format!(
             "## Several replicas\n\n{}.\nCommand: `cargo bench --bench cluster -- --write-docs` (PostgreSQL, \
              HAProxy {}). {clients} keep-alive clients, distinct `reservation.updated` events over \
-             {ACCOUNTS} accounts, {seconds} s each, all in one run on one PostgreSQL server; the \
+             {ACCOUNTS} accounts, {seconds} s each; the one-replica deployment and the three-replica \
+             cluster run side by side on one PostgreSQL server (each on its own schema) and their \
+             loads take turns, {rounds} rounds, the order reversed every other round; the \
              load generator, HAProxy, every replica and PostgreSQL share the machine's cores (the \
              three replicas run with `server.workers = 1` and `actors.account_arbiters = 1` each).\n\n\
-             | Setup | acked/s | ack p50 / p99 | errors |\n|---|---|---|---|\n{}{}{}\n\
+             | Setup | acked/s | ack p50 / p99 | errors |\n|---|---|---|---|\n{table}\n\
              Three replicas deliver **{ratio:.2} ×** the single replica's acknowledged rate posted to \
              directly, **{ratio_proxied:.2} ×** the single replica behind the same HAProxy \
-             (leases per replica after settling: {shares:?}).\n\n\
-             Database operations per acknowledged event (from `/metrics`): one replica \
+             (means over the rounds: {:.0}, {:.0} and {:.0}/s; leases per replica after settling: \
+             {shares:?}).\n\n\
+             Database operations per acknowledged event (from `/metrics`, over all rounds): one replica \
              {single_ops}; three replicas {three_ops}.\n\n\
              Failover (`lease_secs` = {LEASE_SECS}, `heartbeat_secs` = 2), one of three replicas \
              killed with SIGKILL under a steady 300 events/s: its accounts were held by the others \
@@ -304,9 +350,9 @@ fn main() {
              the sender saw {} errors of {} (HAProxy retried on the live replicas).\n",
             common::machine(),
             haproxy_version(),
-            row("1 replica, direct", &direct),
-            row("1 replica behind HAProxy", &behind),
-            row("3 replicas (cluster mode) behind HAProxy", &three),
+            mean(0),
+            mean(1),
+            mean(2),
             taken_over.as_secs_f64(),
             caught_up.as_secs_f64(),
             steady.errors,

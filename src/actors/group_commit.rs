@@ -3,7 +3,7 @@
 //! then answers each caller with its own result. While one commit runs, new
 //! requests queue up and go out in the next one, so batches grow with load and
 //! a lone request is committed at once (under concurrent load a small batch
-//! lingers up to a millisecond for company: `LINGER`). The inbox (Ingest
+//! lingers a moment for company: `BatchJob::LINGER`). The inbox (Ingest
 //! actor) and the three entity writers are all `GroupCommit<J>` with their
 //! own `BatchJob`.
 
@@ -35,6 +35,13 @@ pub trait BatchJob: 'static {
     const ACTOR: &'static str;
     /// Exported name of the per-request span.
     const ITEM_SPAN: &'static str;
+    /// Under concurrent load (the previous batch carried more than one
+    /// request) a batch of fewer than `LINGER_BELOW` requests waits up to
+    /// `LINGER` for more to join it, so that a share of the load (one of
+    /// several replicas) is still committed in batches; a lone caller is
+    /// committed at once.
+    const LINGER: Duration = Duration::from_millis(1);
+    const LINGER_BELOW: usize = 8;
 
     /// Commits `items` (each with its own span) together: one output per
     /// item, in order, or the error with the items handed back untouched, so
@@ -53,13 +60,6 @@ async fn commit_with_split<J: BatchJob>(
 ) -> Vec<Result<J::Output, BatchError>> {
     all_or_each(J::ACTOR, items, |items| job.commit(items)).await
 }
-
-/// Under concurrent load (the previous batch carried more than one request)
-/// a batch smaller than this waits up to `LINGER` for more requests to join
-/// it, so that a share of the load (one of several replicas) is still
-/// committed in batches; a lone caller is committed at once.
-const LINGER_BELOW: usize = 8;
-const LINGER: Duration = Duration::from_millis(1);
 
 struct Pending<J: BatchJob> {
     item: J::Item,
@@ -98,9 +98,9 @@ impl<J: BatchJob> GroupCommit<J> {
         if self.committing || self.queue.is_empty() {
             return;
         }
-        if self.last_batch > 1 && self.queue.len() < LINGER_BELOW.min(self.max_batch) {
+        if self.last_batch > 1 && self.queue.len() < J::LINGER_BELOW.min(self.max_batch) {
             if self.lingering.is_none() {
-                self.lingering = Some(ctx.run_later(LINGER, |act, ctx| {
+                self.lingering = Some(ctx.run_later(J::LINGER, |act, ctx| {
                     act.lingering = None;
                     act.commit_now(ctx);
                 }));
