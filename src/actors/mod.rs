@@ -149,7 +149,10 @@ impl ActorSystem {
             ("registrar", self.registrar.connected()),
             ("scheduler", self.scheduler.connected()),
             ("listing_writer", self.writers.listings.connected()),
-            ("reservation_writer", self.writers.reservations.connected()),
+            (
+                "reservation_writer",
+                self.writers.reservations.iter().all(|w| w.connected()),
+            ),
             ("message_thread_writer", self.writers.threads.connected()),
         ];
         if let Some(keeper) = &self.keeper {

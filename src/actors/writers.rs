@@ -336,16 +336,18 @@ pub type ListingWriter = GroupCommit<Writer<Listings>>;
 pub type ReservationWriter = GroupCommit<Writer<Reservations>>;
 pub type MessageThreadWriter = GroupCommit<Writer<MessageThreads>>;
 
-/// The three writers, as the actors that use them see them.
+/// The writers, as the actors that use them see them.
 #[derive(Clone)]
 pub struct Writers {
     pub listings: actix::Addr<ListingWriter>,
-    pub reservations: actix::Addr<ReservationWriter>,
+    /// Each account's rows always go to the same one
+    /// (`store::RESERVATION_WRITERS` on PostgreSQL).
+    pub reservations: Vec<actix::Addr<ReservationWriter>>,
     pub threads: actix::Addr<MessageThreadWriter>,
 }
 
 impl Writers {
-    /// Starts the three writers, supervised, on `arbiter` (their own thread,
+    /// Starts the writers, supervised, on `arbiter` (their own thread,
     /// so serializing rows never delays the inbox appends).
     pub fn start(
         arbiter: &actix::ArbiterHandle,
@@ -356,23 +358,26 @@ impl Writers {
     ) -> Self {
         use actix::Supervisor;
         let (d1, g1, m1) = (committers.listings.clone(), gate.clone(), metrics.clone());
-        let (d2, g2, m2) = (
-            committers.reservations.clone(),
-            gate.clone(),
-            metrics.clone(),
-        );
         let (d3, g3, m3) = (committers.threads.clone(), gate.clone(), metrics.clone());
+        let reservations = committers
+            .reservations
+            .iter()
+            .map(|db| {
+                let (d2, g2, m2) = (db.clone(), gate.clone(), metrics.clone());
+                Supervisor::start_in_arbiter(arbiter, move |_| {
+                    GroupCommit::new(
+                        Writer::<Reservations>::new(d2, g2, m2.clone()),
+                        max_batch,
+                        m2,
+                    )
+                })
+            })
+            .collect();
         Writers {
             listings: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(Writer::<Listings>::new(d1, g1, m1.clone()), max_batch, m1)
             }),
-            reservations: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(
-                    Writer::<Reservations>::new(d2, g2, m2.clone()),
-                    max_batch,
-                    m2,
-                )
-            }),
+            reservations,
             threads: Supervisor::start_in_arbiter(arbiter, move |_| {
                 GroupCommit::new(
                     Writer::<MessageThreads>::new(d3, g3, m3.clone()),
@@ -381,6 +386,12 @@ impl Writers {
                 )
             }),
         }
+    }
+
+    /// The reservation writer of an account.
+    fn reservations_of(&self, account_id: i64) -> &actix::Addr<ReservationWriter> {
+        let shard = account_id.rem_euclid(self.reservations.len().max(1) as i64) as usize;
+        &self.reservations[shard]
     }
 }
 
@@ -398,7 +409,14 @@ impl MirrorWriter for Writers {
         item: WriteItem<Vec<ReservationRow>>,
         parents: Vec<SpanContext>,
     ) -> LocalBoxFuture<'_, Result<Vec<Key>, BatchError>> {
-        Box::pin(submit(&self.reservations, item, parents))
+        // One request holds one account's rows.
+        let account_id = item
+            .op
+            .first()
+            .map(|r| r.owner.account_id)
+            .or_else(|| item.fence.as_ref().map(|f| f.lease.account_id))
+            .unwrap_or(0);
+        Box::pin(submit(self.reservations_of(account_id), item, parents))
     }
 
     fn write_threads(

@@ -84,9 +84,17 @@ enum Session {
 pub struct Committers {
     pub inbox: DatabaseConnection,
     pub listings: DatabaseConnection,
-    pub reservations: DatabaseConnection,
+    /// `RESERVATION_WRITERS` on PostgreSQL (accounts are shared out among
+    /// them), one on SQLite.
+    pub reservations: Vec<DatabaseConnection>,
     pub threads: DatabaseConnection,
 }
+
+/// PostgreSQL: reservation writers side by side, each account's rows always
+/// with the same one. Webhooks are nearly all reservations, and one writer's
+/// transactions, one after the other, could not keep up with the inbox at
+/// full load (its backlog grew to a second behind); two overlap their waits.
+pub const RESERVATION_WRITERS: usize = 2;
 
 impl Committers {
     pub async fn open(
@@ -98,7 +106,7 @@ impl Committers {
             return Ok(Committers {
                 inbox: shared.clone(),
                 listings: shared.clone(),
-                reservations: shared.clone(),
+                reservations: vec![shared.clone()],
                 threads: shared.clone(),
             });
         }
@@ -109,10 +117,14 @@ impl Committers {
                 Session::Committer { durable },
             )
         };
+        let mut reservations = Vec::with_capacity(RESERVATION_WRITERS);
+        for _ in 0..RESERVATION_WRITERS {
+            reservations.push(own(false).await?);
+        }
         Ok(Committers {
             inbox: own(true).await?,
             listings: own(false).await?,
-            reservations: own(false).await?,
+            reservations,
             threads: own(false).await?,
         })
     }
