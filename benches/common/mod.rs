@@ -53,9 +53,13 @@ impl Database {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
+        // Several in one process (the cluster bench) within one second
+        // must not share a schema.
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(Database::Postgres {
             url,
-            schema: format!("bench_{stamp}_{}", std::process::id()),
+            schema: format!("bench_{stamp}_{}_{seq}", std::process::id()),
         })
     }
 

@@ -220,15 +220,42 @@ crate::pg_test! {
         )
         .await;
         let db = app.db.clone();
-        wait_for(
-            "every acknowledged event to be applied",
-            Duration::from_secs(60),
-            || async {
-                let applied = reservation_ids(&db).await;
-                acked.iter().all(|id| applied.contains(id)).then_some(())
-            },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let applied = reservation_ids(&db).await;
+            let missing = acked.iter().filter(|id| !applied.contains(id)).count();
+            if missing == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                // What became of them, for whoever reads the failure.
+                let stmt = sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT status, attempts, COALESCE(last_error, ''), COUNT(*) \
+                     FROM webhook_events GROUP BY 1, 2, 3",
+                );
+                let inbox: Vec<(String, i32, String, i64)> = db
+                    .query_all_raw(stmt)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        (
+                            r.try_get_by_index(0).unwrap(),
+                            r.try_get_by_index(1).unwrap(),
+                            r.try_get_by_index(2).unwrap(),
+                            r.try_get_by_index(3).unwrap(),
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "after 60 s {missing} of {} acknowledged events are not applied; \
+                     inbox by status, attempts, last error: {inbox:?}",
+                    acked.len()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         wait_settled(&db).await;
         println!(
             "database outage: {} acked, {} refused with 503 during a {:?} outage, 0 lost",
