@@ -248,9 +248,16 @@ crate::pg_test! {
                         )
                     })
                     .collect();
+                let metrics = app.metrics().await;
+                let restarts = metric_value(
+                    &metrics,
+                    "sync_hostaway_actor_restarts_total{actor=\"account\"}",
+                );
+                let degraded = metric_value(&metrics, "sync_hostaway_accounts_degraded");
                 panic!(
                     "after 60 s {missing} of {} acknowledged events are not applied; \
-                     inbox by status, attempts, last error: {inbox:?}",
+                     inbox by status, attempts, last error: {inbox:?}; account actor \
+                     restarts {restarts}, accounts degraded {degraded}",
                     acked.len()
                 );
             }
