@@ -182,6 +182,10 @@ crate::pg_test! {
             &[
                 ("sync.sync_on_create", "false"),
                 ("database.connect_timeout_secs", "1"),
+                // An event that met the outage is retried, never dead-lettered
+                // for it: with two attempts, counting outage failures as
+                // attempts would lose some.
+                ("webhooks.max_attempts", "2"),
             ],
         )
         .await;

@@ -174,9 +174,24 @@ pub(super) async fn apply_rows(
             async move { writers.write_listings(items, parents).await }
         }),
     );
+    let mut unreachable = Vec::new();
     for (done, failed) in [r, t, l] {
         applied.done.extend(done);
-        failures.extend(failed);
+        for (row, error) in failed {
+            match error {
+                // Not the event's fault: no attempt is counted (an outage
+                // must not dead-letter what it interrupted); again shortly.
+                BatchError::Unavailable(_) => unreachable.push((row, error)),
+                error => failures.push((row, error.to_string())),
+            }
+        }
+    }
+    if let Some((_, error)) = unreachable.first() {
+        tracing::warn!(account_id = owner.account_id, rows = unreachable.len(), error = %error, "database unavailable; the events will be retried");
+        let again = Utc::now() + chrono::Duration::seconds(1);
+        for (row, _) in &unreachable {
+            applied.failed.push((row.id, row.attempts, Some(again)));
+        }
     }
 
     for (row, error) in failures {
@@ -244,7 +259,7 @@ async fn write_group<Op, F, Fut>(
     group: &[(InboxRow, Op, Span)],
     fence: &Option<Fence>,
     write: F,
-) -> (Vec<i64>, Vec<(InboxRow, String)>)
+) -> (Vec<i64>, Vec<(InboxRow, BatchError)>)
 where
     Op: Clone,
     F: Fn(WriteItem<Vec<Op>>, Vec<SpanContext>) -> Fut,
@@ -287,7 +302,7 @@ where
     for ((row, _, _), result) in group.iter().zip(results) {
         match result {
             Ok(()) => done.push(row.id),
-            Err(err) => failed.push((row.clone(), err.to_string())),
+            Err(err) => failed.push((row.clone(), err)),
         }
     }
     (done, failed)
