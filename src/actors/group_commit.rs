@@ -4,7 +4,7 @@
 //! requests queue up and go out in the next one, so batches grow with load and
 //! a lone request is committed at once (under concurrent load a small batch
 //! lingers a moment for company: `BatchJob::LINGER`). The inbox (Ingest
-//! actor) and the three entity writers are all `GroupCommit<J>` with their
+//! actor) and the entity writers are all `GroupCommit<J>` with their
 //! own `BatchJob`.
 
 use std::collections::VecDeque;

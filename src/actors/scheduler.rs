@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Supervised, WrapFuture,
-};
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Supervised, WrapFuture};
 use chrono::Utc;
 use rand::Rng;
 use tokio::time::Instant;
@@ -35,10 +33,9 @@ pub struct Scheduler {
     enabled: bool,
     due: HashMap<i64, Instant>,
     next_prune: Instant,
-    /// SQLite's WAL checkpointer (`None` on PostgreSQL), and whether it is
-    /// running.
+    /// SQLite's WAL checkpointer (`None` on PostgreSQL); locked while it
+    /// runs.
     checkpointer: Option<Arc<tokio::sync::Mutex<WalCheckpointer>>>,
-    checkpointing: bool,
 }
 
 impl Scheduler {
@@ -51,7 +48,6 @@ impl Scheduler {
             enabled,
             due: HashMap::new(),
             next_prune: Instant::now(),
-            checkpointing: false,
         }
     }
 
@@ -97,21 +93,17 @@ impl Scheduler {
     /// SQLite: copies the WAL back into the database file beside the
     /// writers (`store::WalCheckpointer`); one at a time.
     fn checkpoint(&mut self, ctx: &mut Context<Self>) {
-        let Some(checkpointer) = self.checkpointer.clone() else {
-            return;
+        let Some(Ok(mut checkpointer)) = self.checkpointer.clone().map(|c| c.try_lock_owned())
+        else {
+            return; // not SQLite, or the previous one still runs
         };
-        if self.checkpointing {
-            return;
-        }
-        self.checkpointing = true;
         ctx.spawn(
             async move {
-                if let Err(err) = checkpointer.lock().await.run().await {
+                if let Err(err) = checkpointer.run().await {
                     tracing::warn!(error = %err, "WAL checkpoint failed");
                 }
             }
-            .into_actor(self)
-            .map(|(), act, _| act.checkpointing = false),
+            .into_actor(self),
         );
     }
 
@@ -212,8 +204,6 @@ impl Actor for Scheduler {
 
 impl Supervised for Scheduler {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        // A checkpoint in flight ended with the old context.
-        self.checkpointing = false;
         self.core
             .metrics
             .actor_restarts

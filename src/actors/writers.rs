@@ -356,35 +356,26 @@ impl Writers {
         metrics: &Arc<Metrics>,
         max_batch: usize,
     ) -> Self {
-        use actix::Supervisor;
-        let (d1, g1, m1) = (committers.listings.clone(), gate.clone(), metrics.clone());
-        let (d3, g3, m3) = (committers.threads.clone(), gate.clone(), metrics.clone());
-        let reservations = committers
-            .reservations
-            .iter()
-            .map(|db| {
-                let (d2, g2, m2) = (db.clone(), gate.clone(), metrics.clone());
-                Supervisor::start_in_arbiter(arbiter, move |_| {
-                    GroupCommit::new(
-                        Writer::<Reservations>::new(d2, g2, m2.clone()),
-                        max_batch,
-                        m2,
-                    )
-                })
-            })
-            .collect();
         Writers {
-            listings: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(Writer::<Listings>::new(d1, g1, m1.clone()), max_batch, m1)
-            }),
-            reservations,
-            threads: Supervisor::start_in_arbiter(arbiter, move |_| {
-                GroupCommit::new(
-                    Writer::<MessageThreads>::new(d3, g3, m3.clone()),
-                    max_batch,
-                    m3,
-                )
-            }),
+            listings: start_writer::<Listings>(
+                arbiter,
+                &committers.listings,
+                gate,
+                metrics,
+                max_batch,
+            ),
+            reservations: committers
+                .reservations
+                .iter()
+                .map(|db| start_writer::<Reservations>(arbiter, db, gate, metrics, max_batch))
+                .collect(),
+            threads: start_writer::<MessageThreads>(
+                arbiter,
+                &committers.threads,
+                gate,
+                metrics,
+                max_batch,
+            ),
         }
     }
 
@@ -393,6 +384,24 @@ impl Writers {
         let shard = account_id.rem_euclid(self.reservations.len().max(1) as i64) as usize;
         &self.reservations[shard]
     }
+}
+
+/// Starts one writer, supervised, on `arbiter`.
+fn start_writer<W: EntityWrites>(
+    arbiter: &actix::ArbiterHandle,
+    db: &DatabaseConnection,
+    gate: &WriteGate,
+    metrics: &Arc<Metrics>,
+    max_batch: usize,
+) -> actix::Addr<GroupCommit<Writer<W>>> {
+    let (db, gate, metrics) = (db.clone(), gate.clone(), metrics.clone());
+    actix::Supervisor::start_in_arbiter(arbiter, move |_| {
+        GroupCommit::new(
+            Writer::<W>::new(db, gate, metrics.clone()),
+            max_batch,
+            metrics,
+        )
+    })
 }
 
 impl MirrorWriter for Writers {

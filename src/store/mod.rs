@@ -177,7 +177,7 @@ async fn connect_pool(
                 // file written and read back on every batch.
                 .pragma("temp_store", "memory")
                 // The WAL is copied back into the database file by the
-                // scheduler's checkpoint chore (`checkpoint_wal`), beside the
+                // scheduler's checkpoints (`WalCheckpointer`), beside the
                 // writers rather than by whichever commit crossed SQLite's
                 // default 1,000 pages while holding the write lock; this is
                 // only the backstop.
