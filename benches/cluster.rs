@@ -229,6 +229,11 @@ fn main() {
         load(&target, clients, Duration::from_secs(2), None, 2_000_000).await;
 
         let setups = [&direct_target, &behind_target, &target];
+        let labels = [
+            "1 replica, direct",
+            "1 replica behind HAProxy",
+            "3 replicas (cluster mode) behind HAProxy",
+        ];
         let mut runs: [Vec<Load>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut first_id = 10_000_000;
         for round in 0..rounds {
@@ -237,15 +242,16 @@ fn main() {
                 order.reverse();
             }
             for setup in order {
-                println!(
-                    "round {}: {} for {seconds} s",
-                    round + 1,
-                    ["one replica, direct", "one replica behind HAProxy", "three replicas behind HAProxy"][setup]
-                );
+                println!("round {}: {} for {seconds} s", round + 1, labels[setup]);
                 runs[setup].push(load(setups[setup], clients, duration, None, first_id).await);
                 first_id += 10_000_000;
                 // The next load starts with nothing left to apply.
+                let drained = Instant::now();
                 while pending(&conn).await > 0 || pending(&single_conn).await > 0 {
+                    assert!(
+                        drained.elapsed() < Duration::from_secs(120),
+                        "the backlog was not applied within 120 s"
+                    );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -317,11 +323,6 @@ fn main() {
         };
         let ratio = mean(2) / mean(0);
         let ratio_proxied = mean(2) / mean(1);
-        let labels = [
-            "1 replica, direct",
-            "1 replica behind HAProxy",
-            "3 replicas (cluster mode) behind HAProxy",
-        ];
         let mut table = String::new();
         for (setup, label) in labels.iter().enumerate() {
             for (round, run) in runs[setup].iter().enumerate() {
