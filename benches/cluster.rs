@@ -58,10 +58,25 @@ async fn owners(conn: &sea_orm::DatabaseConnection) -> Vec<(String, i64)> {
 }
 
 async fn pending(conn: &sea_orm::DatabaseConnection) -> i64 {
-    let stmt = sea_orm::Statement::from_string(
-        conn.get_database_backend(),
+    scalar(
+        conn,
         "SELECT count(*) FROM webhook_events WHERE status = 'pending'",
-    );
+    )
+    .await
+}
+
+/// Transactions committed in the database so far (every schema).
+async fn commits(conn: &sea_orm::DatabaseConnection) -> i64 {
+    scalar(
+        conn,
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await
+}
+
+/// The one number `sql` returns (-1 if it fails).
+async fn scalar(conn: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    let stmt = sea_orm::Statement::from_string(conn.get_database_backend(), sql);
     conn.query_one_raw(stmt)
         .await
         .ok()
@@ -243,7 +258,8 @@ fn main() {
             }
             for setup in order {
                 println!("round {}: {} for {seconds} s", round + 1, labels[setup]);
-                runs[setup].push(load(setups[setup], clients, duration, None, first_id).await);
+                let commits_before = commits(&conn).await;
+                let run = load(setups[setup], clients, duration, None, first_id).await;
                 first_id += 10_000_000;
                 // The next load starts with nothing left to apply.
                 let drained = Instant::now();
@@ -254,6 +270,15 @@ fn main() {
                     );
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                // The server's statistics reach the view within a second.
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+                println!(
+                    "  {:.0}/s; PostgreSQL transactions per event {:.3}; CPU per event: {}",
+                    rate(&run),
+                    (commits(&conn).await - commits_before) as f64 / run.acked.max(1) as f64,
+                    run.cpu_per_event
+                );
+                runs[setup].push(run);
             }
         }
         let acked = |setup: usize| runs[setup].iter().map(|l| l.acked).sum::<u64>();

@@ -55,6 +55,21 @@ impl Application {
         options: BuildOptions,
     ) -> Result<Self, StartupError> {
         let core = Arc::new(Core::open(settings).await?);
+        // Bound before any actor starts: a port in use ends the start here,
+        // with nothing to stop (the cluster's listener task, once started,
+        // must be stopped inside the runtime).
+        let address = format!(
+            "{}:{}",
+            core.settings.server.host, core.settings.server.port
+        );
+        let bind_error = |source| StartupError::Bind {
+            address: address.clone(),
+            source,
+        };
+        let listener = match options.listener {
+            Some(listener) => listener,
+            None => TcpListener::bind(&address).map_err(bind_error)?,
+        };
         let scheduled = core.settings.sync.scheduled;
         let actors = ActorSystem::start(core.clone(), scheduled);
         // Actors for every active account; pending inbox rows are re-dispatched.
@@ -69,21 +84,15 @@ impl Application {
         });
 
         let settings = &context.settings;
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let bind_error = |source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        };
-        let listener = match options.listener {
-            Some(listener) => listener,
-            None => TcpListener::bind(&address).map_err(bind_error)?,
-        };
         let address = listener.local_addr().map_err(bind_error)?;
         let server_context = context.clone();
         let mut server = HttpServer::new(move || {
+            // Called on each worker's thread.
+            let ingest = server_context.actors.worker_ingest(&server_context.core);
             App::new()
                 .wrap(TracingLogger::<SemConvRootSpan>::new())
                 .app_data(server_context.clone())
+                .app_data(crate::http::WorkerIngest(ingest))
                 .configure(crate::http::routes)
         })
         .shutdown_timeout(settings.server.shutdown_timeout_secs)
@@ -92,9 +101,7 @@ impl Application {
             address: address.to_string(),
             source,
         })?;
-        if settings.server.workers > 0 {
-            server = server.workers(settings.server.workers);
-        }
+        server = server.workers(http_workers(settings.server.workers));
         if !options.handle_signals {
             server = server.disable_signals();
         }
@@ -128,5 +135,18 @@ impl Application {
         self.context.actors.stop().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// HTTP worker threads: `server.workers`, or for 0 one per two cores (at
+/// least one). Parsing a delivery is a small share of an event's work;
+/// the database, the account actors and the writers need the other cores,
+/// and on two cores one worker (which then also runs the inbox committer:
+/// `ActorSystem::worker_ingest`) answered as many deliveries as two, with a
+/// third of the p99 (docs/PERFORMANCE.md).
+pub fn http_workers(configured: usize) -> usize {
+    match configured {
+        0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        n => n,
     }
 }

@@ -87,8 +87,13 @@ impl Core {
         if settings.database.auto_migrate {
             store::migrate(&db).await?;
         }
-        let committers =
-            store::Committers::open(&settings.database, &db, idle_in_transaction).await?;
+        let committers = store::Committers::open(
+            &settings.database,
+            &db,
+            idle_in_transaction,
+            store::reservation_writers(settings.cluster.enabled),
+        )
+        .await?;
         let cipher = Cipher::from_settings(&settings)?;
         let metrics = Arc::new(Metrics::new());
         let cluster = cluster_db.map(|own| {
@@ -155,7 +160,7 @@ impl Core {
             return;
         };
         let channel = member.channel(topic);
-        if let Err(err) = store::notify::notify(&self.db, channel, account_ids).await {
+        if let Err(err) = store::notify::notify_hint(&self.db, channel, account_ids).await {
             tracing::warn!(error = %err, ?topic, "could not notify the other replicas");
         }
     }
@@ -365,7 +370,7 @@ impl ClusterMember {
     /// transaction) for all accounts queued while the previous one ran:
     /// NOTIFY serialises committing transactions server-wide, so it stays
     /// out of the inbox's own commits. Runs until the task is dropped.
-    pub async fn announce_loop(&self) {
+    pub async fn announce_loop(&self, metrics: &Metrics) {
         loop {
             self.announce.notified().await;
             let ids: Vec<i64> = std::mem::take(
@@ -380,7 +385,8 @@ impl ClusterMember {
                 continue;
             }
             let channel = self.channel(Topic::Inbox);
-            if let Err(err) = store::notify::notify(&self.db, channel, &ids).await {
+            let _timer = metrics.db_timer("inbox_notify");
+            if let Err(err) = store::notify::notify_hint(&self.db, channel, &ids).await {
                 // The owners' periodic catch-up finds the rows.
                 tracing::warn!(error = %err, accounts = ids.len(), "could not wake the other replicas");
             }

@@ -57,6 +57,8 @@ pub struct Load {
     pub latency_us: Histogram<u64>,
     pub elapsed: Duration,
     pub peak_rss_mib: f64,
+    /// CPU used per acknowledged event meanwhile, by kind of process.
+    pub cpu_per_event: String,
 }
 
 /// Posts as fast as `clients` connections allow (or at `rate` per second in
@@ -81,6 +83,7 @@ pub async fn load(
     let started = Instant::now();
     let deadline = started + duration;
     let pids = target.pids.clone();
+    let cpu_before = super::CpuSeconds::now(&pids);
     let sampler = tokio::spawn(async move {
         let mut peak: f64 = 0.0;
         while Instant::now() < deadline {
@@ -159,8 +162,10 @@ pub async fn load(
             .add(task.await.expect("client task"))
             .expect("same bounds");
     }
+    let acked = acked.load(Ordering::Relaxed);
     Load {
-        acked: acked.load(Ordering::Relaxed),
+        acked,
+        cpu_per_event: super::CpuSeconds::now(&target.pids).per_event_since(&cpu_before, acked),
         errors: errors.load(Ordering::Relaxed),
         latency_us,
         elapsed: started.elapsed(),

@@ -228,3 +228,80 @@ pub fn write_section(name: &str, body: &str) {
 pub fn ms(value_us: u64) -> String {
     format!("{:.2}", value_us as f64 / 1000.0)
 }
+
+/// CPU time (user + system, seconds) used so far by the processes of each
+/// kind on this machine: the service's processes (`service`), PostgreSQL's,
+/// HAProxy's, and this benchmark's own (the load generator).
+#[derive(Clone, Copy, Default)]
+pub struct CpuSeconds {
+    pub service: f64,
+    pub postgres: f64,
+    pub haproxy: f64,
+    pub generator: f64,
+}
+
+impl CpuSeconds {
+    pub fn now(service: &[u32]) -> CpuSeconds {
+        let mut cpu = CpuSeconds::default();
+        let me = std::process::id();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid … utime stime …": fields after the
+            // command's closing parenthesis; utime and stime are the 12th
+            // and 13th of them, in clock ticks (100 per second on Linux).
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let fields: Vec<&str> = tail.split_whitespace().collect();
+            let ticks: f64 = fields
+                .get(11..13)
+                .map(|t| t.iter().filter_map(|v| v.parse::<f64>().ok()).sum())
+                .unwrap_or(0.0);
+            let seconds = ticks / 100.0;
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            if service.contains(&pid) {
+                cpu.service += seconds;
+            } else if pid == me {
+                cpu.generator += seconds;
+            } else if comm == "postgres" {
+                cpu.postgres += seconds;
+            } else if comm == "haproxy" {
+                cpu.haproxy += seconds;
+            }
+        }
+        cpu
+    }
+
+    /// What was used since `before`, in microseconds per `events`:
+    /// "service 210 µs, PostgreSQL 95 µs, …".
+    pub fn per_event_since(&self, before: &CpuSeconds, events: u64) -> String {
+        let per = |now: f64, then: f64| (now - then) * 1e6 / events.max(1) as f64;
+        let mut parts = vec![
+            format!("service {:.0} µs", per(self.service, before.service)),
+            format!("PostgreSQL {:.0} µs", per(self.postgres, before.postgres)),
+        ];
+        if self.haproxy > before.haproxy {
+            parts.push(format!(
+                "HAProxy {:.0} µs",
+                per(self.haproxy, before.haproxy)
+            ));
+        }
+        parts.push(format!(
+            "load generator {:.0} µs",
+            per(self.generator, before.generator)
+        ));
+        parts.join(", ")
+    }
+}

@@ -42,6 +42,11 @@ pub trait BatchJob: 'static {
     /// committed at once.
     const LINGER: Duration = Duration::from_millis(1);
     const LINGER_BELOW: usize = 8;
+    /// Linger even when the previous batch was a lone request: for work off
+    /// the acknowledgement's path, where a few milliseconds of delay cost
+    /// nothing and a transaction per request at a low, steady rate costs
+    /// CPU the acknowledgements need.
+    const LINGER_ALWAYS: bool = false;
 
     /// Commits `items` (each with its own span) together: one output per
     /// item, in order, or the error with the items handed back untouched, so
@@ -98,7 +103,9 @@ impl<J: BatchJob> GroupCommit<J> {
         if self.committing || self.queue.is_empty() {
             return;
         }
-        if self.last_batch > 1 && self.queue.len() < J::LINGER_BELOW.min(self.max_batch) {
+        if (J::LINGER_ALWAYS || self.last_batch > 1)
+            && self.queue.len() < J::LINGER_BELOW.min(self.max_batch)
+        {
             if self.lingering.is_none() {
                 self.lingering = Some(ctx.run_later(J::LINGER, |act, ctx| {
                     act.lingering = None;

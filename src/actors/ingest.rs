@@ -15,12 +15,12 @@ use super::router::{AccountRouter, Dispatch};
 use super::traced::{TraceExt, context_of};
 use crate::context::ClusterMember;
 use crate::metrics::Metrics;
-use crate::store::WriteGate;
 use crate::store::inbox::{self, Appended, EventStatus, InboxRow, NewEvent};
+use crate::store::{InboxConnection, WriteGate};
 use crate::telemetry::traceparent_of;
 
 pub struct InboxJob {
-    db: DatabaseConnection,
+    db: InboxConnection,
     /// Shared with the writers (SQLite's one write lock).
     gate: WriteGate,
     metrics: Arc<Metrics>,
@@ -34,7 +34,7 @@ pub struct InboxJob {
 
 impl InboxJob {
     pub fn new(
-        db: DatabaseConnection,
+        db: InboxConnection,
         gate: WriteGate,
         metrics: Arc<Metrics>,
         router: Addr<AccountRouter>,
@@ -90,7 +90,10 @@ impl BatchJob for InboxJob {
                 } else {
                     let _turn = gate.enter().await;
                     let _timer = metrics.db_timer("inbox_append");
-                    append(&db, &events, cluster.as_deref()).await
+                    match db.get().await {
+                        Ok(db) => append(db, &events, cluster.as_deref()).await,
+                        Err(err) => Err(err),
+                    }
                 };
                 let results = match stored {
                     Ok(results) => results,
@@ -123,11 +126,24 @@ impl BatchJob for InboxJob {
                         Appended::Stored(_) => {}
                     }
                 }
-                for (account_id, (mut rows, spans)) in by_account {
-                    rows.sort_by_key(|r| r.id);
-                    let parents = spans.iter().map(context_of).collect();
-                    router.do_send(Dispatch { account_id, rows }.traced_by(parents));
-                }
+                let dispatches: Vec<_> = by_account
+                    .into_iter()
+                    .map(|(account_id, (mut rows, spans))| {
+                        rows.sort_by_key(|r| r.id);
+                        let parents = spans.iter().map(context_of).collect();
+                        Dispatch { account_id, rows }.traced_by(parents)
+                    })
+                    .collect();
+                // The accounts' actors are woken once the callers have been
+                // answered: the acknowledgements (resumed on this thread
+                // from the replies `GroupCommit` sends when this returns) go
+                // out before the wake-ups of other threads.
+                actix::spawn(async move {
+                    tokio::task::yield_now().await;
+                    for dispatch in dispatches {
+                        router.do_send(dispatch);
+                    }
+                });
                 Ok(results)
             }
             .instrument(span),

@@ -41,18 +41,52 @@ use router::AccountRouter;
 use scheduler::Scheduler;
 use writers::Writers;
 
+/// Starts an inbox committer (supervised, on the current arbiter)
+/// appending through `db`.
+fn start_ingest(
+    core: &Arc<Core>,
+    router: &Addr<AccountRouter>,
+    gate: &WriteGate,
+    db: crate::store::InboxConnection,
+) -> Addr<IngestActor> {
+    let settings = &core.settings;
+    let gate = gate.clone();
+    let (metrics, router) = (core.metrics.clone(), router.clone());
+    let max_batch = settings.webhooks.ingest_batch_max.get();
+    let poison = settings.faults.fail_inbox_event_types.clone();
+    let cluster = core.cluster.clone();
+    Supervisor::start(move |_| {
+        GroupCommit::new(
+            InboxJob::new(
+                db.clone(),
+                gate.clone(),
+                metrics.clone(),
+                router.clone(),
+                poison.clone(),
+                cluster.clone(),
+            ),
+            max_batch,
+            metrics.clone(),
+        )
+    })
+}
+
 /// Addresses of the running actors.
 pub struct ActorSystem {
     pub writers: Writers,
     pub registrar: Addr<WebhookRegistrar>,
     pub router: Addr<AccountRouter>,
-    pub ingest: Addr<IngestActor>,
+    /// The inbox committer: started by the first HTTP worker, on its
+    /// thread (`worker_ingest`).
+    ingest: std::sync::Mutex<Option<Addr<IngestActor>>>,
     pub scheduler: Addr<Scheduler>,
     /// Cluster mode: this replica's leases.
     pub keeper: Option<Addr<LeaseKeeper>>,
     /// Cluster mode: the tasks listening for and waking the other replicas.
     listener: std::sync::Mutex<Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)>>,
     arbiters: Vec<Arbiter>,
+    /// SQLite's one write lock, shared by every committer.
+    gate: WriteGate,
 }
 
 impl ActorSystem {
@@ -84,37 +118,13 @@ impl ActorSystem {
             let (core, writers, registrar) = (core.clone(), writers.clone(), registrar.clone());
             Supervisor::start(move |_| AccountRouter::new(core, writers, registrar, handles))
         };
-        let ingest = {
-            let (db, metrics, router) = (
-                core.committers.inbox.clone(),
-                core.metrics.clone(),
-                router.clone(),
-            );
-            let max_batch = settings.webhooks.ingest_batch_max.get();
-            let poison = settings.faults.fail_inbox_event_types.clone();
-            let cluster = core.cluster.clone();
-            Supervisor::start(move |_| {
-                GroupCommit::new(
-                    InboxJob::new(
-                        db,
-                        gate,
-                        metrics.clone(),
-                        router,
-                        poison.clone(),
-                        cluster.clone(),
-                    ),
-                    max_batch,
-                    metrics,
-                )
-            })
-        };
         let scheduler = {
             let (core, router) = (core.clone(), router.clone());
             Supervisor::start(move |_| Scheduler::new(core, router, with_scheduler))
         };
         let listener = core.cluster.as_ref().map(|member| {
-            let member = member.clone();
-            let announcer = actix::spawn(async move { member.announce_loop().await });
+            let (member, metrics) = (member.clone(), core.metrics.clone());
+            let announcer = actix::spawn(async move { member.announce_loop(&metrics).await });
             (cluster::listen(core.clone(), router.clone()), announcer)
         });
         let keeper = core.cluster.as_ref().map(|member| {
@@ -133,18 +143,60 @@ impl ActorSystem {
             writers,
             registrar,
             router,
-            ingest,
+            ingest: std::sync::Mutex::new(None),
             scheduler,
             keeper,
             listener: std::sync::Mutex::new(listener),
             arbiters,
+            gate,
         }
+    }
+
+    /// The inbox committer, for the HTTP worker this is called on (from the
+    /// server's per-worker factory). There is one, so inbox ids commit in
+    /// the order they are drawn (an account's queue relies on it). The first
+    /// worker to ask starts it on its own thread, with (PostgreSQL) a
+    /// connection opened there: that worker's deliveries — all of them with
+    /// `server.workers = 1` — are appended and answered without a handoff to
+    /// another thread and back (two wake-ups on the acknowledgement's path).
+    /// Started again by the next worker to ask if its thread is gone (a
+    /// worker restarted after a panic).
+    pub fn worker_ingest(&self, core: &Arc<Core>) -> Addr<IngestActor> {
+        let mut ingest = self
+            .ingest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(addr) = ingest.as_ref().filter(|addr| addr.connected()) {
+            return addr.clone();
+        }
+        let db = core.committers.inbox();
+        if let crate::store::InboxConnection::Own(own) = &db {
+            // Opened now, on this thread, rather than by the first delivery:
+            // under load the server's connection slots may all be taken by
+            // then.
+            let own = own.clone();
+            actix::spawn(async move {
+                if let Err(err) = own.get().await {
+                    tracing::warn!(error = %err, "could not open the inbox connection; the first delivery tries again");
+                }
+            });
+        }
+        let addr = start_ingest(core, &self.router, &self.gate, db);
+        *ingest = Some(addr.clone());
+        addr
     }
 
     /// Whether each long-lived actor is running (its mailbox is open), by name.
     pub fn liveness(&self) -> Vec<(&'static str, bool)> {
         let mut each = vec![
-            ("ingest", self.ingest.connected()),
+            (
+                "ingest",
+                self.ingest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .as_ref()
+                    .is_some_and(Addr::connected),
+            ),
             ("router", self.router.connected()),
             ("registrar", self.registrar.connected()),
             ("scheduler", self.scheduler.connected()),

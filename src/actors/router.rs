@@ -325,9 +325,13 @@ impl AccountRouter {
         }
         self.fetch.running = true;
         let db = self.core.db.clone();
+        let metrics = self.core.metrics.clone();
         let asked = cursors.clone();
         ctx.spawn(
-            async move { inbox::pending_after(&db, &cursors, FETCH_PER_ACCOUNT).await }
+            async move {
+                let _timer = metrics.db_timer("inbox_fetch");
+                inbox::pending_after(&db, &cursors, FETCH_PER_ACCOUNT).await
+            }
                 .into_actor(self)
                 .map(move |fetched, act, ctx| {
                     act.fetch.running = false;

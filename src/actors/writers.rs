@@ -301,6 +301,7 @@ impl<W: EntityWrites> BatchJob for Writer<W> {
     // even when each replica of several applies a share of the load.
     const LINGER: std::time::Duration = std::time::Duration::from_millis(4);
     const LINGER_BELOW: usize = 32;
+    const LINGER_ALWAYS: bool = true;
 
     fn commit(&self, items: Vec<(Self::Item, Span)>) -> LocalBoxFuture<'static, Committed<Self>> {
         let db = self.db.clone();
@@ -341,7 +342,7 @@ pub type MessageThreadWriter = GroupCommit<Writer<MessageThreads>>;
 pub struct Writers {
     pub listings: actix::Addr<ListingWriter>,
     /// Each account's rows always go to the same one
-    /// (`store::RESERVATION_WRITERS` on PostgreSQL).
+    /// (`store::reservation_writers` on PostgreSQL).
     pub reservations: Vec<actix::Addr<ReservationWriter>>,
     pub threads: actix::Addr<MessageThreadWriter>,
 }

@@ -30,6 +30,10 @@ pub struct AppContext {
     pub bodies: webhooks::BodyBudget,
 }
 
+/// The inbox committer as the HTTP worker a request runs on got it
+/// (`ActorSystem::worker_ingest`), in each worker's app data.
+pub struct WorkerIngest(pub actix::Addr<crate::actors::ingest::IngestActor>);
+
 impl Deref for AppContext {
     type Target = Core;
     fn deref(&self) -> &Core {

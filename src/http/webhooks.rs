@@ -259,9 +259,11 @@ async fn accept(
         received_at: Utc::now(),
         size,
     };
-    let appended = ctx
-        .actors
-        .ingest
+    let ingest = &req
+        .app_data::<super::WorkerIngest>()
+        .ok_or_else(|| ApiError::unavailable("the inbox is not running; retry"))?
+        .0;
+    let appended = ingest
         .send(Request { item: event }.traced())
         .await
         .map_err(|_| ApiError::unavailable("the inbox is restarting; retry"))?

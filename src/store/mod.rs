@@ -82,29 +82,44 @@ enum Session {
 /// (and its write lock).
 #[derive(Clone)]
 pub struct Committers {
-    pub inbox: DatabaseConnection,
+    /// Where the inbox committer appends (`inbox()`).
+    inbox: InboxPool,
     pub listings: DatabaseConnection,
-    /// `RESERVATION_WRITERS` on PostgreSQL (accounts are shared out among
-    /// them), one on SQLite.
+    /// `reservation_writers(…)` on PostgreSQL (accounts are shared out
+    /// among them), one on SQLite.
     pub reservations: Vec<DatabaseConnection>,
     pub threads: DatabaseConnection,
+}
+
+#[derive(Clone)]
+enum InboxPool {
+    /// SQLite: the shared pool.
+    Shared(DatabaseConnection),
+    /// PostgreSQL: a connection of the committer's own, opened on its thread.
+    Own(DatabaseSettings, Option<Duration>),
 }
 
 /// PostgreSQL: reservation writers side by side, each account's rows always
 /// with the same one. Webhooks are nearly all reservations, and one writer's
 /// transactions, one after the other, could not keep up with the inbox at
 /// full load (its backlog grew to a second behind); two overlap their waits.
-pub const RESERVATION_WRITERS: usize = 2;
+/// A replica of a cluster applies only its share of the load, and a second
+/// writer would halve its batches again (more statements per event, the
+/// cost that grows with replicas): it has one.
+pub fn reservation_writers(cluster: bool) -> usize {
+    if cluster { 1 } else { 2 }
+}
 
 impl Committers {
     pub async fn open(
         settings: &DatabaseSettings,
         shared: &DatabaseConnection,
         idle_in_transaction: Option<Duration>,
+        reservation_writers: usize,
     ) -> Result<Committers, StoreError> {
         if shared.get_database_backend() != DbBackend::Postgres {
             return Ok(Committers {
-                inbox: shared.clone(),
+                inbox: InboxPool::Shared(shared.clone()),
                 listings: shared.clone(),
                 reservations: vec![shared.clone()],
                 threads: shared.clone(),
@@ -117,16 +132,79 @@ impl Committers {
                 Session::Committer { durable },
             )
         };
-        let mut reservations = Vec::with_capacity(RESERVATION_WRITERS);
-        for _ in 0..RESERVATION_WRITERS {
+        let mut reservations = Vec::with_capacity(reservation_writers);
+        for _ in 0..reservation_writers.max(1) {
             reservations.push(own(false).await?);
         }
         Ok(Committers {
-            inbox: own(true).await?,
+            inbox: InboxPool::Own(settings.clone(), idle_in_transaction),
             listings: own(false).await?,
             reservations,
             threads: own(false).await?,
         })
+    }
+
+    /// The inbox committer's connection, for the thread it runs on: on
+    /// PostgreSQL one of its own (durable commits), opened on first use on
+    /// that thread (`OnFirstUse`); on SQLite, whose connections are not tied
+    /// to a thread's runtime, the shared pool.
+    pub fn inbox(&self) -> InboxConnection {
+        match &self.inbox {
+            InboxPool::Shared(db) => InboxConnection::Shared(db.clone()),
+            InboxPool::Own(settings, idle_in_transaction) => {
+                InboxConnection::Own(std::rc::Rc::new(OnFirstUse {
+                    settings: settings.clone(),
+                    idle_in_transaction: *idle_in_transaction,
+                    conn: tokio::sync::OnceCell::new(),
+                }))
+            }
+        }
+    }
+}
+
+/// Where an inbox committer appends (`Committers::inbox`).
+#[derive(Clone)]
+pub enum InboxConnection {
+    Shared(DatabaseConnection),
+    Own(std::rc::Rc<OnFirstUse>),
+}
+
+impl InboxConnection {
+    pub async fn get(&self) -> Result<&DatabaseConnection, DbErr> {
+        match self {
+            InboxConnection::Shared(db) => Ok(db),
+            InboxConnection::Own(own) => own.get().await,
+        }
+    }
+}
+
+/// A committer's own durable connection (one), opened when first asked
+/// for and kept. Opened on the HTTP worker's thread the committer runs on,
+/// its socket is polled by that worker's runtime: an append and its
+/// acknowledgement then never wait for another thread to wake. A failed
+/// opening is tried again on the next use.
+pub struct OnFirstUse {
+    settings: DatabaseSettings,
+    idle_in_transaction: Option<Duration>,
+    conn: tokio::sync::OnceCell<DatabaseConnection>,
+}
+
+impl OnFirstUse {
+    pub async fn get(&self) -> Result<&DatabaseConnection, DbErr> {
+        self.conn
+            .get_or_try_init(|| async {
+                connect_pool(
+                    &self.settings,
+                    self.idle_in_transaction,
+                    Session::Committer { durable: true },
+                )
+                .await
+                .map_err(|err| match err {
+                    StoreError::Db(err) => err,
+                    other => DbErr::Custom(other.to_string()),
+                })
+            })
+            .await
     }
 }
 
@@ -274,8 +352,13 @@ async fn ensure_pg_schema(url: &str, schema: &str, timeout: Duration) -> Result<
         .sqlx_logging(false);
     let db = Database::connect(options).await?;
     // `schema` is validated as a plain identifier when settings load.
-    db.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-        .await?;
+    // Serialised per schema: replicas starting together would otherwise
+    // race to create it, and all but one fail on pg_namespace's unique key.
+    db.execute_unprepared(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(hashtext('sync-hostaway schema {schema}')); \
+         CREATE SCHEMA IF NOT EXISTS \"{schema}\"; COMMIT"
+    ))
+    .await?;
     db.close().await?;
     Ok(())
 }
@@ -296,10 +379,36 @@ fn sqlite_parent_dir(url: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Applies pending migrations.
+///
+/// On PostgreSQL under an advisory lock per schema, held on a connection of
+/// its own: replicas starting together on a new schema (a first deploy)
+/// would otherwise create the same tables at once, and all but one fail
+/// ("duplicate key value violates unique constraint
+/// pg_type_typname_nsp_index"). The others wait for the first and find
+/// nothing left to do.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
-    migration::Migrator::up(db, None).await?;
+    if db.get_database_backend() != DbBackend::Postgres {
+        migration::Migrator::up(db, None).await?;
+        return Ok(());
+    }
+    use sea_orm::sqlx::{Connection, Executor};
+    let mut lock = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?
+        .detach();
+    let sqlx = |e: sea_orm::sqlx::Error| DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e.into()));
+    lock.execute(MIGRATION_LOCK).await.map_err(sqlx)?;
+    let migrated = migration::Migrator::up(db, None).await;
+    // Closing the session releases the lock, whatever happened.
+    let _ = lock.close().await;
+    migrated?;
     Ok(())
 }
+
+const MIGRATION_LOCK: &str =
+    "SELECT pg_advisory_lock(hashtext('sync-hostaway migrations ' || current_schema()))";
 
 /// SQLite: WAL pages past which a committing connection checkpoints by
 /// itself (40 MB of 4 KiB pages), should the scheduler's chore fall behind.

@@ -171,6 +171,7 @@ crate::pg_test! {
 
 crate::pg_test! {
     async fn a_notification_arrives_when_its_transaction_commits_and_never_on_rollback() {
+        use sea_orm::ConnectionTrait;
         use sync_hostaway::store::notify::{self, Listener, Notice, Topic};
         let (test_db, db) = pg().await;
         let channel = Topic::Inbox.channel(&test_db.schema);
@@ -181,7 +182,7 @@ crate::pg_test! {
             .await
             .unwrap();
         let tx = db.begin().await.unwrap();
-        notify::notify(&tx, &channel, &[5, 6]).await.unwrap();
+        notify::notify(&tx, &channel, &[6, 5, 6]).await.unwrap();
         assert!(quiet(&mut listener).await, "nothing before the commit");
         tx.commit().await.unwrap();
         let mut heard = Vec::new();
@@ -198,6 +199,34 @@ crate::pg_test! {
             detail: None,
         };
         assert_eq!(heard, vec![expect(5), expect(6)]);
+        // Many accounts go out in a few notifications of many ids each
+        // (payloads stay under PostgreSQL's 8,000 bytes), heard one by one.
+        // As the announcer sends them: a hint whose commit is not flushed,
+        // the setting undone with its transaction.
+        let one = sea_orm::Database::connect(
+            sea_orm::ConnectOptions::new(test_db.url.clone()).max_connections(1).to_owned(),
+        )
+        .await
+        .unwrap();
+        let many: Vec<i64> = (0..1000).map(|i| 9_000_000_000_000_000_000 + i).collect();
+        notify::notify_hint(&one, &channel, &many).await.unwrap();
+        let setting = one
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_setting('synchronous_commit')",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(setting.try_get_by_index::<String>(0).unwrap(), "on");
+        for &account_id in &many {
+            let notice = tokio::time::timeout(Duration::from_secs(5), listener.next())
+                .await
+                .expect("every account heard")
+                .unwrap();
+            assert_eq!(notice, expect(account_id));
+        }
+        assert!(quiet(&mut listener).await, "each account once");
         let tx = db.begin().await.unwrap();
         notify::notify(&tx, &channel, &[7]).await.unwrap();
         tx.rollback().await.unwrap();
@@ -368,6 +397,7 @@ crate::pg_test! {
             &test_db.settings(&[]).database,
             &db,
             None,
+            sync_hostaway::store::reservation_writers(true),
         )
         .await
         .unwrap();
@@ -492,5 +522,21 @@ crate::pg_test! {
             crate::helpers::metric_value(&text, "sync_hostaway_cluster_accounts_owned"),
             0.0
         );
+    }
+}
+
+crate::pg_test! {
+    /// Replicas starting together on a new schema (a first deploy): each
+    /// creates the schema and migrates it at the same moment, and all start.
+    async fn replicas_starting_together_on_a_new_schema_all_migrate_it() {
+        let test_db = TestDb::new(Backend::Postgres);
+        let settings = test_db.settings(&[]);
+        let starts = (0..4).map(|_| async {
+            let db = sync_hostaway::store::connect(&settings.database).await?;
+            sync_hostaway::store::migrate(&db).await
+        });
+        for started in futures::future::join_all(starts).await {
+            started.expect("every replica creates and migrates the schema or finds it done");
+        }
     }
 }

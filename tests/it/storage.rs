@@ -568,10 +568,16 @@ crate::pg_test! {
     async fn committers_have_their_own_sessions_and_only_the_inbox_waits_for_the_flush() {
         let test_db = TestDb::new(Backend::Postgres);
         let db = test_db.connect().await;
-        let committers =
-            sync_hostaway::store::Committers::open(&test_db.settings(&[]).database, &db, None)
-                .await
-                .expect("committers");
+        let reservation_writers = sync_hostaway::store::reservation_writers(false);
+        let committers = sync_hostaway::store::Committers::open(
+            &test_db.settings(&[]).database,
+            &db,
+            None,
+            reservation_writers,
+        )
+        .await
+        .expect("committers");
+        assert_eq!(committers.reservations.len(), reservation_writers);
         let session = |conn: DatabaseConnection| async move {
             let row = conn
                 .query_one_raw(sea_orm::Statement::from_string(
@@ -585,7 +591,8 @@ crate::pg_test! {
             let pid: i32 = row.try_get_by_index(1).unwrap();
             (commit, pid)
         };
-        let (inbox, inbox_pid) = session(committers.inbox.clone()).await;
+        let inbox = committers.inbox();
+        let (inbox, inbox_pid) = session(inbox.get().await.expect("inbox").clone()).await;
         assert_eq!(inbox, "on");
         let mut pids = vec![inbox_pid];
         let writers = [&committers.listings, &committers.threads]
@@ -602,7 +609,7 @@ crate::pg_test! {
         pids.dedup();
         assert_eq!(
             pids.len(),
-            3 + sync_hostaway::store::RESERVATION_WRITERS,
+            3 + reservation_writers,
             "every committer a session of its own"
         );
         let (shared, _) = session(db.clone()).await;
