@@ -157,13 +157,14 @@ fn rate(load: &Load) -> f64 {
     load.acked as f64 / load.elapsed.as_secs_f64()
 }
 
-fn row(what: &str, load: &Load) -> String {
+fn row(what: &str, (load, transactions): &(Load, f64)) -> String {
     format!(
-        "| {what} | {:.0} | {} / {} ms | {} |\n",
+        "| {what} | {:.0} | {} / {} ms | {} | {transactions:.3} | {} |\n",
         rate(load),
         common::ms(load.latency_us.value_at_quantile(0.5)),
         common::ms(load.latency_us.value_at_quantile(0.99)),
-        load.errors
+        load.errors,
+        load.cpu_per_event
     )
 }
 
@@ -249,7 +250,7 @@ fn main() {
             "1 replica behind HAProxy",
             "3 replicas (cluster mode) behind HAProxy",
         ];
-        let mut runs: [Vec<Load>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+        let mut runs: [Vec<(Load, f64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut first_id = 10_000_000;
         for round in 0..rounds {
             let mut order = [0, 1, 2];
@@ -272,16 +273,17 @@ fn main() {
                 }
                 // The server's statistics reach the view within a second.
                 tokio::time::sleep(Duration::from_millis(1100)).await;
+                let transactions =
+                    (commits(&conn).await - commits_before) as f64 / run.acked.max(1) as f64;
                 println!(
-                    "  {:.0}/s; PostgreSQL transactions per event {:.3}; CPU per event: {}",
+                    "  {:.0}/s; PostgreSQL transactions per event {transactions:.3}; CPU per event: {}",
                     rate(&run),
-                    (commits(&conn).await - commits_before) as f64 / run.acked.max(1) as f64,
                     run.cpu_per_event
                 );
-                runs[setup].push(run);
+                runs[setup].push((run, transactions));
             }
         }
-        let acked = |setup: usize| runs[setup].iter().map(|l| l.acked).sum::<u64>();
+        let acked = |setup: usize| runs[setup].iter().map(|(l, _)| l.acked).sum::<u64>();
         let single_ops = db_operations(&http, &[&single], acked(0) + acked(1)).await;
         let three_ops = db_operations(&http, &refs, acked(2)).await;
         println!("database operations per event: one replica {single_ops}; three {three_ops}");
@@ -344,7 +346,7 @@ fn main() {
         db.cleanup().await;
 
         let mean = |setup: usize| {
-            runs[setup].iter().map(rate).sum::<f64>() / runs[setup].len() as f64
+            runs[setup].iter().map(|(l, _)| rate(l)).sum::<f64>() / runs[setup].len() as f64
         };
         let ratio = mean(2) / mean(0);
         let ratio_proxied = mean(2) / mean(1);
@@ -362,7 +364,12 @@ fn main() {
              loads take turns, {rounds} rounds, the order reversed every other round; the \
              load generator, HAProxy, every replica and PostgreSQL share the machine's cores (the \
              three replicas run with `server.workers = 1` and `actors.account_arbiters = 1` each).\n\n\
-             | Setup | acked/s | ack p50 / p99 | errors |\n|---|---|---|---|\n{table}\n\
+             | Setup | acked/s | ack p50 / p99 | errors | PostgreSQL transactions per event | CPU per event |\n\
+             |---|---|---|---|---|---|\n{table}\n\
+             PostgreSQL transactions per event: the server's commits (`pg_stat_database`) from the \
+             start of a load until its backlog was applied, over the events acknowledged. CPU per \
+             event: user and system time of each kind of process over the load (`/proc`), over \
+             the events acknowledged (each core gives 1,000,000 µs per second).\n\n\
              Three replicas deliver **{ratio:.2} ×** the single replica's acknowledged rate posted to \
              directly, **{ratio_proxied:.2} ×** the single replica behind the same HAProxy \
              (means over the rounds: {:.0}, {:.0} and {:.0}/s; leases per replica after settling: \
