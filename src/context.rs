@@ -373,6 +373,9 @@ impl ClusterMember {
     pub async fn announce_loop(&self, metrics: &Metrics) {
         loop {
             self.announce.notified().await;
+            // Under load several inbox batches commit within a moment: one
+            // statement (and one notification per listener) for all of them.
+            tokio::time::sleep(ANNOUNCE_GATHER).await;
             let ids: Vec<i64> = std::mem::take(
                 &mut *self
                     .unannounced
@@ -405,6 +408,9 @@ impl ClusterMember {
         }
     }
 }
+
+/// How long inbox wake-ups gather before they are sent (`announce_loop`).
+const ANNOUNCE_GATHER: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// Hostaway accepts only https URLs without a port: a warning outside
 /// production (local simulators), an error in production.

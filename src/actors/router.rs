@@ -121,7 +121,7 @@ const FETCH_PER_ACCOUNT: u64 = 64;
 const FETCH_ACCOUNTS: usize = 200;
 /// How long announcements gather before a fetch: under load one statement
 /// then serves the notifications of several remote batches, not one each.
-const FETCH_GATHER: Duration = Duration::from_millis(3);
+const FETCH_GATHER: Duration = Duration::from_millis(6);
 
 impl AccountRouter {
     pub fn new(
