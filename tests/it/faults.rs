@@ -61,9 +61,13 @@ async fn count_where(db: &DatabaseConnection, sql: &str) -> i64 {
 
 /// Posts distinct events from `clients` concurrent connections until `stop`;
 /// returns the reservation ids whose delivery got a 200, and the count of 503s.
-async fn storm(url: String, clients: usize, stop: Arc<AtomicBool>) -> (BTreeSet<i64>, usize) {
+async fn storm(
+    url: String,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+    unavailable: Arc<std::sync::atomic::AtomicUsize>,
+) -> (BTreeSet<i64>, usize) {
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
-    let unavailable = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
             let (url, stop, acked, unavailable) = (
@@ -135,6 +139,7 @@ async fn crash_during_a_storm_loses_nothing_acknowledged(backend: Backend) {
         service.url("/api/v1/hostaway/webhooks"),
         16,
         stop.clone(),
+        Default::default(),
     ));
     tokio::time::sleep(Duration::from_millis(2000)).await;
     service.kill();
@@ -191,8 +196,13 @@ crate::pg_test! {
         .await;
         add_account(&app, ACCOUNT).await;
         let stop = Arc::new(AtomicBool::new(false));
-        let storming =
-            actix_web::rt::spawn(storm(app.url("/api/v1/hostaway/webhooks"), 8, stop.clone()));
+        let storm_refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let storming = actix_web::rt::spawn(storm(
+            app.url("/api/v1/hostaway/webhooks"),
+            8,
+            stop.clone(),
+            storm_refused.clone(),
+        ));
         tokio::time::sleep(Duration::from_millis(700)).await;
         let down = Instant::now();
         postgres.stop_server();
@@ -204,6 +214,14 @@ crate::pg_test! {
                 let response = app.deliver(&event(ACCOUNT, 1)).await;
                 (response.status() == 503).then_some(())
             },
+        )
+        .await;
+        // The storm's own deliveries meet it too: a batch waiting for a
+        // connection is refused once the pool's connect timeout passes.
+        wait_for(
+            "the storm's deliveries to be refused",
+            Duration::from_secs(10),
+            || async { (storm_refused.load(Ordering::SeqCst) > 0).then_some(()) },
         )
         .await;
         let ready = app.http.get(app.url("/ready")).send().await.unwrap();
