@@ -17,7 +17,27 @@ pub struct Haproxy {
 }
 
 /// A free port on 127.0.0.1 (bound, then released for the caller).
+/// A port free now, for a process that binds it a moment later. Taken
+/// below Linux's ephemeral range (32768 and up): a port the kernel hands
+/// out for port 0 can be given to an outgoing connection of any test in
+/// the meantime (a replica then failed to bind it). Ports go out in turn
+/// from a start that differs per process, each checked free.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = (std::process::id().wrapping_mul(7919) ^ nanos) % SPAN;
+    let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
