@@ -55,10 +55,7 @@ pub async fn notify<C: ConnectionTrait>(
     channel: &str,
     account_ids: &[i64],
 ) -> Result<(), DbErr> {
-    match notify_statement(channel, account_ids, false) {
-        Some(statement) => conn.execute_raw(statement).await.map(|_| ()),
-        None => Ok(()),
-    }
+    send(conn, notify_statement(channel, account_ids, false)).await
 }
 
 /// `notify` in a transaction of its own whose commit does not wait for the
@@ -71,8 +68,12 @@ pub async fn notify_hint(
     channel: &str,
     account_ids: &[i64],
 ) -> Result<(), DbErr> {
-    match notify_statement(channel, account_ids, true) {
-        Some(statement) => db.execute_raw(statement).await.map(|_| ()),
+    send(db, notify_statement(channel, account_ids, true)).await
+}
+
+async fn send<C: ConnectionTrait>(conn: &C, statement: Option<Statement>) -> Result<(), DbErr> {
+    match statement {
+        Some(statement) => conn.execute_raw(statement).await.map(|_| ()),
         None => Ok(()),
     }
 }
